@@ -20,7 +20,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from system.adapters.local_object_store import LocalFolderObjectStore
 from system.agent.capture import CaptureService
-from system.agent.models import ModelTable
+from system.agent.models import ModelTable, RuntimeOpener
+from system.agent.runtimes import open_runtime
 from system.agent.servicer import AgentServicer
 from system.config import AgentSettings
 from system.errors import ConfigError
@@ -69,10 +70,16 @@ def default_capture_store(settings: AgentSettings) -> ObjectStore:
 class EdgeAgent:
     """A running agent. `start()` binds and serves; `stop()` drains calls, captures and models."""
 
-    def __init__(self, settings: AgentSettings, capture_store: ObjectStore | None = None) -> None:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        capture_store: ObjectStore | None = None,
+        runtime_opener: RuntimeOpener = open_runtime,
+    ) -> None:
+        """`runtime_opener` is where simulators install fault-injecting runtimes (tests)."""
         settings.validate()
         self.settings = settings
-        self.models = ModelTable(settings)
+        self.models = ModelTable(settings, runtime_opener)
         self.capture = CaptureService(settings.capture, capture_store or default_capture_store(settings))
         self._health = health.HealthServicer()
         max_bytes = settings.max_message_mb * 1024 * 1024

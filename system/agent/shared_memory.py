@@ -25,7 +25,7 @@ def attached_segment(segment_id: int, offset: int, size: int, expected: int) -> 
     length = size or expected
     try:
         segment = sysv_ipc.attach(segment_id, flags=sysv_ipc.SHM_RDONLY)
-    except (ValueError, sysv_ipc.Error) as exc:
+    except (ValueError, OverflowError, sysv_ipc.Error) as exc:
         raise InvalidArgumentError(f"shared memory segment {segment_id} cannot be attached: {exc}") from exc
     view: memoryview | None = None
     try:
