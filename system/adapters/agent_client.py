@@ -177,7 +177,7 @@ class GrpcEdgeAgentClient:
         inference_time: float | None = None,
     ) -> str:
         """Queue a capture; returns its id (a new UUID unless given)."""
-        capture_id = capture_id or str(uuid.uuid4())
+        capture_id = str(uuid.uuid4()) if capture_id is None else capture_id
         stamp = time.time() if inference_time is None else inference_time
         request = pb.CaptureDataRequest(
             model_name=model_name,
