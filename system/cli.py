@@ -61,17 +61,26 @@ def _client(args: argparse.Namespace, settings: Settings):  # type: ignore[no-un
 def _models(args: argparse.Namespace, settings: Settings) -> int:
     with _client(args, settings) as client:
         for model in client.list_models():
-            print(json.dumps({"name": model.name, "url": model.url,
-                              "inputs": [s.describe() for s in model.inputs],
-                              "outputs": [s.describe() for s in model.outputs]}))
+            print(
+                json.dumps(
+                    {
+                        "name": model.name,
+                        "url": model.url,
+                        "inputs": [s.describe() for s in model.inputs],
+                        "outputs": [s.describe() for s in model.outputs],
+                    }
+                )
+            )
     return 0
 
 
 def _load(args: argparse.Namespace, settings: Settings) -> int:
     with _client(args, settings) as client:
         model = client.load_model(args.name, args.url)
-        print(f"loaded {model.name}: inputs {[s.describe() for s in model.inputs]}, "
-              f"outputs {[s.describe() for s in model.outputs]}")
+        print(
+            f"loaded {model.name}: inputs {[s.describe() for s in model.inputs]}, "
+            f"outputs {[s.describe() for s in model.outputs]}"
+        )
     return 0
 
 
@@ -95,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     agent = commands.add_parser("agent", help="the Edge Agent (SageMaker Edge Agent API over gRPC)")
     agent_commands = agent.add_subparsers(dest="agent_command", metavar="ACTION", required=True)
     serve = agent_commands.add_parser(
-        "serve", help="run the agent until SIGTERM/SIGINT",
+        "serve",
+        help="run the agent until SIGTERM/SIGINT",
         description="Serve the AWS.SageMaker.Edge.Agent gRPC API on a unix socket (owner-only) or a TCP address, "
         "with the grpc.health.v1 service. SIGTERM or SIGINT stops it gracefully: in-flight calls finish, "
         "buffered captures are written.",
@@ -108,13 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--memory-budget-mb", type=int, help="refuse loads beyond this total package size")
     serve.add_argument("--workers", type=int, help="concurrent RPC threads (default 16)")
     serve.add_argument("--capture-dir", help="write captures to this folder (the Disk destination)")
-    serve.add_argument("--strict-dtypes", action="store_true",
-                       help="refuse float32 payloads for non-float32 inputs instead of converting them exactly")
+    serve.add_argument(
+        "--strict-dtypes",
+        action="store_true",
+        help="refuse float32 payloads for non-float32 inputs instead of converting them exactly",
+    )
     serve.set_defaults(handler=_serve)
 
-    for name, handler, help_text in (("models", _models, "list the loaded models (JSON lines)"),
-                                     ("load", _load, "load a model package folder under a name"),
-                                     ("unload", _unload, "unload a model")):
+    for name, handler, help_text in (
+        ("models", _models, "list the loaded models (JSON lines)"),
+        ("load", _load, "load a model package folder under a name"),
+        ("unload", _unload, "unload a model"),
+    ):
         sub = agent_commands.add_parser(name, help=help_text)
         sub.add_argument("--target", help="agent to call (default unix:///tmp/edge_agent or $EDGESIM_AGENT_*)")
         if name in ("load", "unload"):

@@ -191,9 +191,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from the environment (`os.environ` unless `env` is given)."""
     env = os.environ if env is None else env
     backends = {
-        port: env[f"EDGESIM_{port.upper()}_BACKEND"]
-        for port in PORTS
-        if env.get(f"EDGESIM_{port.upper()}_BACKEND")
+        port: env[f"EDGESIM_{port.upper()}_BACKEND"] for port in PORTS if env.get(f"EDGESIM_{port.upper()}_BACKEND")
     }
     capture = CaptureSettings(
         destination=env.get("EDGESIM_CAPTURE_DESTINATION", CaptureSettings.destination),
@@ -204,9 +202,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         device_name=env.get("EDGESIM_DEVICE_NAME", CaptureSettings.device_name),
         buffer_size=_env_int(env, "EDGESIM_CAPTURE_BUFFER_SIZE", CaptureSettings.buffer_size),
         batch_size=_env_int(env, "EDGESIM_CAPTURE_BATCH_SIZE", CaptureSettings.batch_size),
-        push_period_seconds=_env_float(
-            env, "EDGESIM_CAPTURE_PUSH_PERIOD_SECONDS", CaptureSettings.push_period_seconds
-        ),
+        push_period_seconds=_env_float(env, "EDGESIM_CAPTURE_PUSH_PERIOD_SECONDS", CaptureSettings.push_period_seconds),
     )
     agent = AgentSettings(
         socket_path=env.get("EDGESIM_AGENT_SOCKET", DEFAULT_AGENT_SOCKET),

@@ -13,10 +13,10 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from system.adapters.agent_client import GrpcEdgeAgentClient  # noqa: E402
-from system.agent.runtimes import open_runtime  # noqa: E402
-from system.agent.server import EdgeAgent  # noqa: E402
-from system.config import AgentSettings, CaptureSettings  # noqa: E402
+from system.adapters.agent_client import GrpcEdgeAgentClient
+from system.agent.runtimes import open_runtime
+from system.agent.server import EdgeAgent
+from system.config import AgentSettings, CaptureSettings
 
 FRAMEWORKS = ("tensorflow", "keras", "tflite", "onnx")
 
@@ -82,7 +82,9 @@ def start_agent(short_tmp: Path) -> Iterator[AgentFactory]:
     """Factory: start an agent on a temp unix socket (settings overridable); stopped after the test."""
     started: list[tuple[EdgeAgent, GrpcEdgeAgentClient]] = []
 
-    def factory(runtime_opener: Any = open_runtime, capture_store: Any = None, **overrides: Any) -> tuple[EdgeAgent, GrpcEdgeAgentClient]:
+    def factory(
+        runtime_opener: Any = open_runtime, capture_store: Any = None, **overrides: Any
+    ) -> tuple[EdgeAgent, GrpcEdgeAgentClient]:
         capture = overrides.pop("capture", CaptureSettings(disk_path=str(short_tmp / "capture")))
         settings = replace(
             AgentSettings(socket_path=str(short_tmp / f"agent{len(started)}.sock"), grace_seconds=5.0),

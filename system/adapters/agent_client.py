@@ -16,7 +16,8 @@ import grpc
 import numpy as np
 
 from system.agent.shared_memory import SharedMemoryWriter
-from system.agent.tensors import DTYPE_NAMES, DTYPE_VALUES, DTYPES, TensorSpec, dtype_name_of
+from system.agent.tensors import TensorSpec, dtype_name_of
+from system.agent.wire import inline_tensor, metadata, spec_of, to_array
 from system.errors import (
     AgentError,
     AgentInternalError,
@@ -57,23 +58,13 @@ class ModelInfo:
     outputs: tuple[TensorSpec, ...]
 
 
-def _spec(meta: pb.TensorMetadata) -> TensorSpec:
-    return TensorSpec(meta.name.decode(errors="replace"), DTYPE_NAMES.get(meta.data_type, "FLOAT32"), tuple(meta.shape))
-
-
 def _info(model: pb.Model) -> ModelInfo:
     return ModelInfo(
         name=model.name,
         url=model.url,
-        inputs=tuple(_spec(m) for m in model.input_tensor_metadatas),
-        outputs=tuple(_spec(m) for m in model.output_tensor_metadatas),
+        inputs=tuple(spec_of(m) for m in model.input_tensor_metadatas),
+        outputs=tuple(spec_of(m) for m in model.output_tensor_metadatas),
     )
-
-
-def to_array(tensor: pb.Tensor) -> np.ndarray:
-    meta = tensor.tensor_metadata
-    dtype = DTYPES[DTYPE_NAMES[meta.data_type]]
-    return np.frombuffer(tensor.byte_data, dtype=dtype).reshape(tuple(meta.shape))
 
 
 def _translate(exc: grpc.RpcError, table: Mapping[grpc.StatusCode, type[AgentError]] = _ERRORS) -> AgentError:
@@ -104,7 +95,9 @@ class GrpcEdgeAgentClient:
 
     def load_model(self, name: str, url: str) -> ModelInfo:
         try:
-            return _info(self._stub.LoadModel(pb.LoadModelRequest(name=name, url=url), timeout=max(self.timeout, 300)).model)
+            return _info(
+                self._stub.LoadModel(pb.LoadModelRequest(name=name, url=url), timeout=max(self.timeout, 300)).model
+            )
         except grpc.RpcError as exc:
             raise _translate(exc, {grpc.StatusCode.NOT_FOUND: PackageNotFoundError}) from None
 
@@ -145,22 +138,19 @@ class GrpcEdgeAgentClient:
             named = [("", array) for array in inputs]
         request = pb.PredictRequest(name=name)
         for slot, (input_name, array) in enumerate(named):
+            if not shared_memory:
+                request.tensors.append(inline_tensor(input_name, array))
+                continue
             array = np.ascontiguousarray(array)
-            meta = pb.TensorMetadata(
-                name=input_name.encode(), data_type=DTYPE_VALUES[dtype_name_of(array.dtype)], shape=list(array.shape)
-            )
-            if shared_memory:
-                if self._shm is None:
-                    self._shm = SharedMemoryWriter()
-                segment_id, size = self._shm.write(slot, memoryview(array).cast("B"))
-                request.tensors.append(
-                    pb.Tensor(
-                        tensor_metadata=meta,
-                        shared_memory_handle=pb.SharedMemoryHandle(size=size, offset=0, segment_id=segment_id),
-                    )
+            if self._shm is None:
+                self._shm = SharedMemoryWriter()
+            segment_id, size = self._shm.write(slot, array.data.cast("B"))
+            request.tensors.append(
+                pb.Tensor(
+                    tensor_metadata=metadata(input_name, dtype_name_of(array.dtype), array.shape),
+                    shared_memory_handle=pb.SharedMemoryHandle(size=size, offset=0, segment_id=segment_id),
                 )
-            else:
-                request.tensors.append(pb.Tensor(tensor_metadata=meta, byte_data=array.tobytes()))
+            )
         try:
             response = self._stub.Predict(request, timeout=self.timeout)
         except grpc.RpcError as exc:
@@ -185,18 +175,7 @@ class GrpcEdgeAgentClient:
             inference_timestamp=pb.Timestamp(seconds=int(stamp), nanos=int((stamp % 1) * 1e9)),
         )
         for target, arrays in ((request.input_tensors, inputs), (request.output_tensors, outputs)):
-            for tensor_name, array in arrays.items():
-                array = np.ascontiguousarray(array)
-                target.append(
-                    pb.Tensor(
-                        tensor_metadata=pb.TensorMetadata(
-                            name=tensor_name.encode(),
-                            data_type=DTYPE_VALUES[dtype_name_of(array.dtype)],
-                            shape=list(array.shape),
-                        ),
-                        byte_data=array.tobytes(),
-                    )
-                )
+            target.extend(inline_tensor(tensor_name, array) for tensor_name, array in arrays.items())
         try:
             self._stub.CaptureData(request, timeout=self.timeout)
         except grpc.RpcError as exc:

@@ -119,8 +119,7 @@ class CaptureService:
         self._status[capture_id] = state
         self._status.move_to_end(capture_id)
         while len(self._status) > self._settings.status_history:
-            oldest, oldest_state = next(iter(self._status.items()))
-            if oldest_state == IN_PROGRESS:
+            if next(iter(self._status.values())) == IN_PROGRESS:
                 break  # never forget a capture that is still waiting
             self._status.popitem(last=False)
 

@@ -41,9 +41,7 @@ RuntimeOpener = Callable[[VerifiedPackage, AgentSettings], ModelRuntime]
 
 def check_model_name(name: str) -> None:
     if not NAME_PATTERN.match(name):
-        raise InvalidArgumentError(
-            f"model name {name!r} is invalid: it must match ^[a-zA-Z0-9](-*[a-zA-Z0-9])*$"
-        )
+        raise InvalidArgumentError(f"model name {name!r} is invalid: it must match ^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 
 
 @dataclass
@@ -170,7 +168,7 @@ def run_model(model: LoadedModel, inputs: list[np.ndarray]) -> list[np.ndarray]:
     """Run the runtime, turning any framework failure into one typed error."""
     try:
         return model.runtime.run(inputs)
-    except Exception as exc:  # noqa: BLE001 - frameworks raise anything; the caller needs one type
+    except Exception as exc:
         raise RuntimeFailureError(f"model '{model.name}' failed: {type(exc).__name__}: {exc}") from exc
 
 
@@ -185,6 +183,6 @@ def _warm_up(runtime: ModelRuntime, manifest: Manifest, url: str) -> None:
         outputs = runtime.run([np.zeros(spec.shape, dtype=spec.numpy_dtype) for spec in manifest.inputs])
         if len(outputs) != len(manifest.outputs):
             raise ValueError(f"it returned {len(outputs)} outputs, the manifest declares {len(manifest.outputs)}")
-    except Exception as exc:  # noqa: BLE001 - any framework error means the model is unusable
+    except Exception as exc:
         runtime.close()
         raise PackageRejectedError(f"package '{url}': the model fails on a zero input: {exc}") from exc

@@ -214,7 +214,7 @@ def read_package(url: str) -> VerifiedPackage:
 
     NOT_FOUND if nothing is there; FAILED_PRECONDITION for anything wrong with the package.
     """
-    folder = Path(url[len("file://"):] if url.startswith("file://") else url)
+    folder = Path(url[len("file://") :] if url.startswith("file://") else url)
     if not url or not folder.exists():
         raise PackageNotFoundError(f"no model package at '{url}'")
     if not folder.is_dir():

@@ -6,6 +6,7 @@ and the servicer from `AgentSettings` and an ObjectStore for captures.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -61,9 +62,7 @@ def _prepare_socket(path: str) -> None:
 def default_capture_store(settings: AgentSettings) -> ObjectStore:
     """The "Disk" destination; "Cloud" needs an ObjectStore from the composition root."""
     if settings.capture.destination == "Cloud":
-        raise ConfigError(
-            "capture destination Cloud needs an object store (S3); pass one to EdgeAgent or use Disk"
-        )
+        raise ConfigError("capture destination Cloud needs an object store (S3); pass one to EdgeAgent or use Disk")
     return LocalFolderObjectStore(settings.capture.disk_path)
 
 
@@ -133,10 +132,8 @@ class EdgeAgent:
         self.capture.close()
         self.models.unload_all()
         if not self.settings.address:
-            try:
+            with contextlib.suppress(FileNotFoundError):  # grpc may have removed it already
                 os.unlink(self.settings.socket_path)
-            except FileNotFoundError:
-                pass  # grpc may have removed it already
         log.info("agent stopped", extra=fields(target=self.target))
 
     def serve_until_signal(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import grpc
 import numpy as np
@@ -17,7 +17,8 @@ import numpy as np
 from system.agent.capture import CapturedItem, CaptureRecord, CaptureService
 from system.agent.models import LoadedModel, ModelTable, check_model_name, run_model
 from system.agent.shared_memory import attached_segment
-from system.agent.tensors import DTYPE_NAMES, DTYPE_VALUES, DTYPES, TensorSpec, decode_payload, dtype_name_of
+from system.agent.tensors import DTYPE_NAMES, DTYPES, TensorSpec, decode_payload
+from system.agent.wire import inline_tensor, spec_metadata
 from system.config import AgentSettings
 from system.errors import AgentError, InvalidArgumentError, ModelNotFoundError, OutOfRangeError
 from system.logs import fields
@@ -30,16 +31,12 @@ T = TypeVar("T")
 _CAPTURE_ID_MAX = 128
 
 
-def _metadata(spec: TensorSpec) -> pb.TensorMetadata:
-    return pb.TensorMetadata(name=spec.name.encode(), data_type=DTYPE_VALUES[spec.dtype], shape=list(spec.shape))
-
-
 def model_message(model: LoadedModel) -> pb.Model:
     return pb.Model(
         url=model.url,
         name=model.name,
-        input_tensor_metadatas=[_metadata(s) for s in model.manifest.inputs],
-        output_tensor_metadatas=[_metadata(s) for s in model.manifest.outputs],
+        input_tensor_metadatas=[spec_metadata(s) for s in model.manifest.inputs],
+        output_tensor_metadatas=[spec_metadata(s) for s in model.manifest.outputs],
     )
 
 
@@ -87,9 +84,14 @@ def _match_inputs(specs: tuple[TensorSpec, ...], tensors: list[pb.Tensor]) -> li
     return sorted(pairs, key=lambda pair: specs.index(pair[0]))
 
 
-class AgentServicer(agent_pb2_grpc.AgentServicer):
-    def __init__(self, settings: AgentSettings, models: ModelTable, capture: CaptureService,
-                 clock: Callable[[], float] = time.time) -> None:
+class AgentServicer(agent_pb2_grpc.AgentServicer):  # type: ignore[misc]  # generated base is untyped
+    def __init__(
+        self,
+        settings: AgentSettings,
+        models: ModelTable,
+        capture: CaptureService,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._settings = settings
         self._models = models
         self._capture = capture
@@ -101,7 +103,7 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
         except AgentError as exc:
             log.info("rpc refused", extra=fields(rpc=rpc, code=exc.code, error=exc.message))
             context.abort(getattr(grpc.StatusCode, exc.code), exc.message)
-        except Exception as exc:  # noqa: BLE001 - last resort: report INTERNAL, keep serving
+        except Exception as exc:
             log.exception("rpc failed", extra=fields(rpc=rpc))
             context.abort(grpc.StatusCode.INTERNAL, f"{rpc} failed: {type(exc).__name__}: {exc}")
         raise AssertionError("context.abort returned")  # pragma: no cover - abort always raises
@@ -109,7 +111,8 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
     # Model control -------------------------------------------------------------------------
     def LoadModel(self, request: pb.LoadModelRequest, context: grpc.ServicerContext) -> pb.LoadModelResponse:
         return self._call(
-            context, "LoadModel",
+            context,
+            "LoadModel",
             lambda: pb.LoadModelResponse(model=model_message(self._models.load(request.name, request.url))),
         )
 
@@ -151,17 +154,13 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
                     decode_payload(spec, payload, sent, shape, accept_float32=self._settings.accept_float32_payloads)
                 )
             outputs = run_model(model, arrays)
-            return pb.PredictResponse(tensors=[self._output(spec, out) for spec, out in zip(model.manifest.outputs, outputs, strict=True)])
-
-    @staticmethod
-    def _output(spec: TensorSpec, array: np.ndarray) -> pb.Tensor:
-        array = np.ascontiguousarray(array, dtype=spec.numpy_dtype)
-        return pb.Tensor(
-            tensor_metadata=pb.TensorMetadata(
-                name=spec.name.encode(), data_type=DTYPE_VALUES[spec.dtype], shape=list(array.shape)
-            ),
-            byte_data=array.tobytes(),
-        )
+            # Outputs are returned in the declared dtype, whatever the runtime produced.
+            return pb.PredictResponse(
+                tensors=[
+                    inline_tensor(spec.name, np.asarray(out, dtype=spec.numpy_dtype))
+                    for spec, out in zip(model.manifest.outputs, outputs, strict=True)
+                ]
+            )
 
     # Data capture --------------------------------------------------------------------------
     def CaptureData(self, request: pb.CaptureDataRequest, context: grpc.ServicerContext) -> pb.CaptureDataResponse:
@@ -173,11 +172,14 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
 
     def _capture_record(self, request: pb.CaptureDataRequest) -> CaptureRecord:
         capture_id = request.capture_id
-        if not capture_id or len(capture_id) > _CAPTURE_ID_MAX or not all(
-            c.isascii() and (c.isalnum() or c in "-_.") for c in capture_id
+        if (
+            not capture_id
+            or len(capture_id) > _CAPTURE_ID_MAX
+            or not all(c.isascii() and (c.isalnum() or c in "-_.") for c in capture_id)
         ):
             raise InvalidArgumentError(
-                f"capture_id {capture_id!r} is invalid: use 1-{_CAPTURE_ID_MAX} characters of A-Z a-z 0-9 - _ . (a UUID)"
+                f"capture_id {capture_id!r} is invalid: use 1-{_CAPTURE_ID_MAX} characters of "
+                "A-Z a-z 0-9 - _ . (a UUID)"
             )
         try:
             self._models.get(request.model_name)
@@ -187,9 +189,7 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
         if request.HasField("inference_timestamp"):
             stamp = request.inference_timestamp.seconds + request.inference_timestamp.nanos / 1e9
             if stamp > now + self._settings.capture.max_future_skew_seconds:
-                raise OutOfRangeError(
-                    f"inference_timestamp {stamp:.3f} is {stamp - now:.1f} s in the future"
-                )
+                raise OutOfRangeError(f"inference_timestamp {stamp:.3f} is {stamp - now:.1f} s in the future")
         else:
             stamp = now
         return CaptureRecord(
@@ -243,9 +243,6 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
             context,
             "GetCaptureDataStatus",
             lambda: pb.GetCaptureDataStatusResponse(
-                status=pb.CaptureDataStatus.Value(self._capture.status(request.capture_id))
+                status=cast(pb.CaptureDataStatus, pb.CaptureDataStatus.Value(self._capture.status(request.capture_id)))
             ),
         )
-
-
-__all__ = ["AgentServicer", "dtype_name_of", "model_message"]

@@ -55,9 +55,7 @@ class SharedMemoryWriter:
         if segment is None or segment.size < length:
             if segment is not None:
                 self._drop(segment)
-            segment = sysv_ipc.SharedMemory(
-                sysv_ipc.IPC_PRIVATE, sysv_ipc.IPC_CREX, size=max(length, 1), mode=0o600
-            )
+            segment = sysv_ipc.SharedMemory(sysv_ipc.IPC_PRIVATE, sysv_ipc.IPC_CREX, size=max(length, 1), mode=0o600)
             self._segments[slot] = segment
         view = memoryview(segment)
         try:

@@ -94,9 +94,7 @@ def convert_exactly(array: np.ndarray, target: np.dtype, tensor_name: str) -> np
                 f"which {target.name} cannot represent"
             )
         finite = np.isfinite(array)
-        same = np.array_equal(back[finite], array[finite]) and np.array_equal(
-            np.isnan(back), np.isnan(array)
-        )
+        same = np.array_equal(back[finite], array[finite]) and np.array_equal(np.isnan(back), np.isnan(array))
     else:
         same = np.array_equal(back, array)
     if not same:

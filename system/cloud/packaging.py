@@ -39,7 +39,9 @@ def _fix_batch(specs: list[TensorSpec], batch: int | None) -> list[TensorSpec]:
     """Pin a dynamic batch dimension (the edge serves one image at a time)."""
     if batch is None:
         return specs
-    return [TensorSpec(s.name, s.dtype, (batch, *s.shape[1:]) if s.shape and s.shape[0] < 0 else s.shape) for s in specs]
+    return [
+        TensorSpec(s.name, s.dtype, (batch, *s.shape[1:]) if s.shape and s.shape[0] < 0 else s.shape) for s in specs
+    ]
 
 
 def export_package(
@@ -102,7 +104,7 @@ def _to_onnx(model: Any, inputs: list[TensorSpec], outputs: list[TensorSpec], ta
 
     signature = [tf.TensorSpec([None if d < 0 else d for d in s.shape], s.numpy_dtype, name=s.name) for s in inputs]
 
-    @tf.function(input_signature=signature)
+    @tf.function(input_signature=signature)  # type: ignore[untyped-decorator]
     def serve(*args: tf.Tensor) -> Any:
         return model(args[0] if len(args) == 1 else list(args), training=False)
 

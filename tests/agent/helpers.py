@@ -31,9 +31,18 @@ def status_of(call: Callable[[], Any]) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.OK, ""
 
 
-def tensor(array: np.ndarray, name: str = "", data_type: int | None = None, shape: list[int] | None = None) -> pb.Tensor:
-    dtypes = {np.dtype("uint8"): 0, np.dtype("int16"): 1, np.dtype("int32"): 2, np.dtype("int64"): 3,
-              np.dtype("float16"): 4, np.dtype("float32"): 5, np.dtype("float64"): 6}
+def tensor(
+    array: np.ndarray, name: str = "", data_type: int | None = None, shape: list[int] | None = None
+) -> pb.Tensor:
+    dtypes = {
+        np.dtype("uint8"): 0,
+        np.dtype("int16"): 1,
+        np.dtype("int32"): 2,
+        np.dtype("int64"): 3,
+        np.dtype("float16"): 4,
+        np.dtype("float32"): 5,
+        np.dtype("float64"): 6,
+    }
     return pb.Tensor(
         tensor_metadata=pb.TensorMetadata(
             name=name.encode(),

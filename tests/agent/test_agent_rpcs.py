@@ -143,8 +143,15 @@ def test_corrupt_model_file_with_matching_manifest_is_failed_precondition(start_
     folder = zoo.copy("tflite", short_tmp / "pkg")
     (folder / "model.tflite").write_bytes(b"not a flatbuffer at all")
     manifest = parse_manifest(json.loads((folder / MANIFEST).read_text()))
-    write_manifest(folder, name=manifest.name, version=manifest.version, framework=manifest.framework,
-                   model=manifest.model, inputs=list(manifest.inputs), outputs=list(manifest.outputs))
+    write_manifest(
+        folder,
+        name=manifest.name,
+        version=manifest.version,
+        framework=manifest.framework,
+        model=manifest.model,
+        inputs=list(manifest.inputs),
+        outputs=list(manifest.outputs),
+    )
     _, client = start_agent()
     with pytest.raises(PackageRejectedError, match="cannot load TFLite model"):
         client.load_model("clf", str(folder))
@@ -156,8 +163,9 @@ def test_model_count_budget_is_resource_exhausted(start_agent, zoo) -> None:
     client.load_model("b", str(zoo.packages["tflite"]))
     with pytest.raises(ResourceExhaustedError, match="limit is 2"):
         client.load_model("c", str(zoo.packages["tflite"]))
-    code, _ = status_of(lambda: raw_stub(agent.target).LoadModel(
-        pb.LoadModelRequest(name="c", url=str(zoo.packages["tflite"]))))
+    code, _ = status_of(
+        lambda: raw_stub(agent.target).LoadModel(pb.LoadModelRequest(name="c", url=str(zoo.packages["tflite"])))
+    )
     assert code == Code.RESOURCE_EXHAUSTED
     client.unload_model("a")
     client.load_model("c", str(zoo.packages["tflite"]))
@@ -169,8 +177,15 @@ def test_memory_budget_is_resource_exhausted(start_agent, zoo, short_tmp: Path) 
     big = zoo.copy("tflite", short_tmp / "big")
     (big / "padding.bin").write_bytes(os.urandom(700 * 1024))  # a 0.7 MB package
     manifest = parse_manifest(json.loads((big / MANIFEST).read_text()))
-    write_manifest(big, name=manifest.name, version=manifest.version, framework=manifest.framework,
-                   model=manifest.model, inputs=list(manifest.inputs), outputs=list(manifest.outputs))
+    write_manifest(
+        big,
+        name=manifest.name,
+        version=manifest.version,
+        framework=manifest.framework,
+        model=manifest.model,
+        inputs=list(manifest.inputs),
+        outputs=list(manifest.outputs),
+    )
     _, client = start_agent(memory_budget_mb=1)
     client.load_model("first", str(big))
     with pytest.raises(ResourceExhaustedError, match="memory budget"):
@@ -201,7 +216,10 @@ def test_unknown_model_is_not_found_on_predict_unload_describe(start_agent) -> N
         (lambda x: [tensor(x.reshape(1, 16, 64, 3))], "does not match the model's"),
         (lambda x: [tensor(x[:, :16])], "does not match the model's"),
         (lambda x: [tensor(x, shape=[1, 32, 32])], "does not match the model's"),
-        (lambda x: [pb.Tensor(tensor_metadata=tensor(x).tensor_metadata, byte_data=x.tobytes()[:-4])], "bytes do not match"),
+        (
+            lambda x: [pb.Tensor(tensor_metadata=tensor(x).tensor_metadata, byte_data=x.tobytes()[:-4])],
+            "bytes do not match",
+        ),
         (lambda x: [tensor(x.astype(np.float64), data_type=5)], "bytes do not match"),
         (lambda x: [tensor(x, name="pixels")], "no input named 'pixels'"),
         (lambda x: [tensor(x), tensor(x)], "takes 1 input"),
@@ -214,8 +232,9 @@ def test_predict_mismatch_is_invalid_argument_naming_it(start_agent, zoo, reques
     agent, client = start_agent()
     client.load_model("clf", str(zoo.packages["tensorflow"]))
     x = np.random.default_rng(0).random((1, 32, 32, 3), dtype=np.float32)
-    code, message = status_of(lambda: raw_stub(agent.target).Predict(
-        pb.PredictRequest(name="clf", tensors=request_tensors(x))))
+    code, message = status_of(
+        lambda: raw_stub(agent.target).Predict(pb.PredictRequest(name="clf", tensors=request_tensors(x)))
+    )
     assert code == Code.INVALID_ARGUMENT, message
     assert reason in message
     with pytest.raises(InvalidArgumentError):

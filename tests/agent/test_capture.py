@@ -41,8 +41,9 @@ def wait_status(client, capture_id: str, wanted: str, timeout: float = 10.0) -> 
 @pytest.fixture
 def capture_agent(start_agent, zoo):
     def factory(store=None, **capture):
-        settings = CaptureSettings(**{"push_period_seconds": 0.2, "fleet_name": "line-1",
-                                      "device_name": "dev-7", **capture})
+        settings = CaptureSettings(
+            **{"push_period_seconds": 0.2, "fleet_name": "line-1", "device_name": "dev-7", **capture}
+        )
         store = store or InMemoryObjectStore()
         agent, client = start_agent(capture=settings, capture_store=store)
         client.load_model("clf", str(zoo.packages["tensorflow"]))
@@ -75,8 +76,12 @@ def test_a_full_batch_is_written_before_the_push_period(capture_agent) -> None:
     _, client, store = capture_agent(batch_size=3, push_period_seconds=60)
     ids = [client.capture_data("clf", {"input": Y}, {"output": Y}) for _ in range(3)]
     assert all(wait_status(client, i, "SUCCESS", timeout=5) == "SUCCESS" for i in ids)
-    lines = [line for key in store.list_keys() if key.endswith(".jsonl")
-             for line in store.get_bytes(key).decode().splitlines()]
+    lines = [
+        line
+        for key in store.list_keys()
+        if key.endswith(".jsonl")
+        for line in store.get_bytes(key).decode().splitlines()
+    ]
     assert sorted(json.loads(line)["eventMetadata"]["eventId"] for line in lines) == sorted(ids)
 
 
@@ -84,7 +89,8 @@ def test_auxiliary_data_is_captured(capture_agent) -> None:
     agent, client, store = capture_agent()
     capture_id = str(uuid.uuid4())
     request = pb.CaptureDataRequest(
-        model_name="clf", capture_id=capture_id,
+        model_name="clf",
+        capture_id=capture_id,
         inputs=[pb.AuxilaryData(name="camera", encoding=pb.JSON, byte_data=b'{"line": 3}')],
     )
     raw_stub(agent.target).CaptureData(request)
@@ -112,8 +118,9 @@ def test_unknown_capture_id_is_not_found(capture_agent) -> None:
     agent, client, _ = capture_agent()
     with pytest.raises(CaptureNotFoundError):
         client.capture_status("never-seen")
-    code, _ = status_of(lambda: raw_stub(agent.target).GetCaptureDataStatus(
-        pb.GetCaptureDataStatusRequest(capture_id="never-seen")))
+    code, _ = status_of(
+        lambda: raw_stub(agent.target).GetCaptureDataStatus(pb.GetCaptureDataStatusRequest(capture_id="never-seen"))
+    )
     assert code == grpc.StatusCode.NOT_FOUND
 
 
@@ -133,8 +140,11 @@ def test_bad_capture_id_is_invalid_argument(capture_agent, capture_id: str) -> N
 def test_bad_tensor_is_invalid_argument(capture_agent) -> None:
     agent, _, _ = capture_agent()
     broken = pb.Tensor(tensor_metadata=pb.TensorMetadata(name=b"input", data_type=5, shape=[1, 4]), byte_data=b"abc")
-    code, message = status_of(lambda: raw_stub(agent.target).CaptureData(
-        pb.CaptureDataRequest(model_name="clf", capture_id="c1", input_tensors=[broken])))
+    code, message = status_of(
+        lambda: raw_stub(agent.target).CaptureData(
+            pb.CaptureDataRequest(model_name="clf", capture_id="c1", input_tensors=[broken])
+        )
+    )
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "bytes do not match" in message
 
 

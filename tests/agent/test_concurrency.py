@@ -36,7 +36,7 @@ def test_load_and_unload_of_b_never_fail_predicts_on_a(start_agent, zoo) -> None
     threads = [threading.Thread(target=hammer) for _ in range(2)]
     for thread in threads:
         thread.start()
-    for round_ in range(4):
+    for _ in range(4):
         for framework in ("tensorflow", "keras", "tflite"):
             client.load_model("model-b", str(zoo.packages[framework]))
             client.predict("model-b", X)

@@ -23,8 +23,9 @@ def fuzz_agent(tmp_path_factory, zoo):
     from system.config import AgentSettings, CaptureSettings
 
     folder = Path(tempfile.mkdtemp(prefix="es-fuzz-"))
-    agent = EdgeAgent(AgentSettings(socket_path=str(folder / "a.sock"),
-                                    capture=CaptureSettings(disk_path=str(folder / "cap"))))
+    agent = EdgeAgent(
+        AgentSettings(socket_path=str(folder / "a.sock"), capture=CaptureSettings(disk_path=str(folder / "cap")))
+    )
     agent.start()
     stub = raw_stub(agent.target)
     stub.LoadModel(pb.LoadModelRequest(name="f32", url=str(zoo.packages["tensorflow"])))
@@ -45,8 +46,10 @@ tensors = st.builds(
     payload=st.one_of(
         st.binary(max_size=64),
         st.sampled_from([3072, 3072 * 2, 3072 * 4, 3072 * 8, 3071 * 4]).map(lambda n: bytes(n)),
-        st.builds(lambda v: np.full((1, 32, 32, 3), v, np.float32).tobytes(),
-                  st.floats(allow_nan=True, allow_infinity=True, width=32)),
+        st.builds(
+            lambda v: np.full((1, 32, 32, 3), v, np.float32).tobytes(),
+            st.floats(allow_nan=True, allow_infinity=True, width=32),
+        ),
     ),
     with_meta=st.booleans(),
 )
@@ -68,7 +71,9 @@ def test_random_predicts_end_ok_or_invalid_argument(fuzz_agent, model: str, requ
 def test_server_is_still_serving_after_the_fuzzing(fuzz_agent) -> None:
     agent, stub = fuzz_agent
     health = health_pb2_grpc.HealthStub(grpc.insecure_channel(agent.target))
-    assert health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status == \
-        health_pb2.HealthCheckResponse.SERVING
+    assert (
+        health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status
+        == health_pb2.HealthCheckResponse.SERVING
+    )
     x = np.zeros((1, 32, 32, 3), np.float32)
     assert stub.Predict(pb.PredictRequest(name="f32", tensors=[pb.Tensor(byte_data=x.tobytes())]), timeout=10)

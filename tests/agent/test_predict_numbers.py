@@ -34,8 +34,9 @@ def test_shared_memory_input_gives_the_same_output_as_byte_data(start_agent, zoo
     np.testing.assert_array_equal(by_bytes, by_shm)
     # The segment is reused and rewritten: a new input must give a new answer.
     y = np.random.default_rng(3).random((1, 32, 32, 3), dtype=np.float32)
-    np.testing.assert_array_equal(client.predict("clf", y, shared_memory=True)["output_0"],
-                                  client.predict("clf", y)["output_0"])
+    np.testing.assert_array_equal(
+        client.predict("clf", y, shared_memory=True)["output_0"], client.predict("clf", y)["output_0"]
+    )
 
 
 def test_uint8_model_takes_uint8_bytes(start_agent, zoo) -> None:
@@ -50,5 +51,6 @@ def test_named_and_positional_inputs_are_equivalent(start_agent, zoo) -> None:
     _, client = start_agent()
     client.load_model("clf", str(zoo.packages["tensorflow"]))
     x = np.random.default_rng(5).random((1, 32, 32, 3), dtype=np.float32)
-    np.testing.assert_array_equal(client.predict("clf", {"input_image": x})["output_0"],
-                                  client.predict("clf", [x])["output_0"])
+    np.testing.assert_array_equal(
+        client.predict("clf", {"input_image": x})["output_0"], client.predict("clf", [x])["output_0"]
+    )

@@ -23,15 +23,27 @@ REPEATED = "repeated"
 
 # message -> {field: (number, type, type name or None, repeated?)}
 EXPECTED_MESSAGES = {
-    "TensorMetadata": {"name": (1, T_BYTES, None, False), "data_type": (2, T_ENUM, "DataType", False),
-                       "shape": (3, T_I32, None, True)},
-    "SharedMemoryHandle": {"size": (1, T_U64, None, False), "offset": (2, T_U64, None, False),
-                           "segment_id": (3, T_U64, None, False)},
-    "Tensor": {"tensor_metadata": (1, T_MSG, "TensorMetadata", False), "byte_data": (4, T_BYTES, None, False),
-               "shared_memory_handle": (5, T_MSG, "SharedMemoryHandle", False)},
-    "Model": {"url": (1, T_STRING, None, False), "name": (2, T_STRING, None, False),
-              "input_tensor_metadatas": (3, T_MSG, "TensorMetadata", True),
-              "output_tensor_metadatas": (4, T_MSG, "TensorMetadata", True)},
+    "TensorMetadata": {
+        "name": (1, T_BYTES, None, False),
+        "data_type": (2, T_ENUM, "DataType", False),
+        "shape": (3, T_I32, None, True),
+    },
+    "SharedMemoryHandle": {
+        "size": (1, T_U64, None, False),
+        "offset": (2, T_U64, None, False),
+        "segment_id": (3, T_U64, None, False),
+    },
+    "Tensor": {
+        "tensor_metadata": (1, T_MSG, "TensorMetadata", False),
+        "byte_data": (4, T_BYTES, None, False),
+        "shared_memory_handle": (5, T_MSG, "SharedMemoryHandle", False),
+    },
+    "Model": {
+        "url": (1, T_STRING, None, False),
+        "name": (2, T_STRING, None, False),
+        "input_tensor_metadatas": (3, T_MSG, "TensorMetadata", True),
+        "output_tensor_metadatas": (4, T_MSG, "TensorMetadata", True),
+    },
     "PredictRequest": {"name": (1, T_STRING, None, False), "tensors": (2, T_MSG, "Tensor", True)},
     "PredictResponse": {"tensors": (1, T_MSG, "Tensor", True)},
     "LoadModelRequest": {"url": (1, T_STRING, None, False), "name": (2, T_STRING, None, False)},
@@ -42,13 +54,21 @@ EXPECTED_MESSAGES = {
     "ListModelsResponse": {"models": (1, T_MSG, "Model", True)},
     "DescribeModelRequest": {"name": (1, T_STRING, None, False)},
     "DescribeModelResponse": {"model": (1, T_MSG, "Model", False)},
-    "AuxilaryData": {"name": (1, T_STRING, None, False), "encoding": (2, T_ENUM, "Encoding", False),
-                     "byte_data": (3, T_BYTES, None, False),
-                     "shared_memory_handle": (4, T_MSG, "SharedMemoryHandle", False)},
-    "CaptureDataRequest": {"model_name": (1, T_STRING, None, False), "capture_id": (2, T_STRING, None, False),
-                           "inference_timestamp": (3, T_MSG, "Timestamp", False),
-                           "input_tensors": (4, T_MSG, "Tensor", True), "output_tensors": (5, T_MSG, "Tensor", True),
-                           "inputs": (6, T_MSG, "AuxilaryData", True), "outputs": (7, T_MSG, "AuxilaryData", True)},
+    "AuxilaryData": {
+        "name": (1, T_STRING, None, False),
+        "encoding": (2, T_ENUM, "Encoding", False),
+        "byte_data": (3, T_BYTES, None, False),
+        "shared_memory_handle": (4, T_MSG, "SharedMemoryHandle", False),
+    },
+    "CaptureDataRequest": {
+        "model_name": (1, T_STRING, None, False),
+        "capture_id": (2, T_STRING, None, False),
+        "inference_timestamp": (3, T_MSG, "Timestamp", False),
+        "input_tensors": (4, T_MSG, "Tensor", True),
+        "output_tensors": (5, T_MSG, "Tensor", True),
+        "inputs": (6, T_MSG, "AuxilaryData", True),
+        "outputs": (7, T_MSG, "AuxilaryData", True),
+    },
     "CaptureDataResponse": {},
     "GetCaptureDataStatusRequest": {"capture_id": (1, T_STRING, None, False)},
     "GetCaptureDataStatusResponse": {"status": (1, T_ENUM, "CaptureDataStatus", False)},
@@ -68,8 +88,10 @@ EXPECTED_RPCS = {
     "CaptureData": ("CaptureDataRequest", "CaptureDataResponse"),
     "GetCaptureDataStatus": ("GetCaptureDataStatusRequest", "GetCaptureDataStatusResponse"),
 }
-ONEOFS = {"Tensor": {"data": {"byte_data", "shared_memory_handle"}},
-          "AuxilaryData": {"data": {"byte_data", "shared_memory_handle"}}}
+ONEOFS = {
+    "Tensor": {"data": {"byte_data", "shared_memory_handle"}},
+    "AuxilaryData": {"data": {"byte_data", "shared_memory_handle"}},
+}
 
 
 def test_package_and_service_names_match_the_original() -> None:
@@ -88,8 +110,9 @@ def test_every_message_field_has_the_original_number_type_and_label() -> None:
         message = agent_pb2.DESCRIPTOR.message_types_by_name[message_name]
         actual = {}
         for field in message.fields:
-            type_name = field.message_type.name if field.message_type else (
-                field.enum_type.name if field.enum_type else None)
+            type_name = (
+                field.message_type.name if field.message_type else (field.enum_type.name if field.enum_type else None)
+            )
             actual[field.name] = (field.number, field.type, type_name, field.is_repeated)
         assert actual == expected, message_name
         oneofs = {o.name: {f.name for f in o.fields} for o in message.oneofs}
@@ -108,8 +131,16 @@ def test_committed_stubs_match_the_proto(tmp_path: Path) -> None:
     out = tmp_path / "gen"
     out.mkdir()
     subprocess.run(
-        [sys.executable, "-m", "grpc_tools.protoc", f"-I{ROOT}", f"--python_out={out}", f"--pyi_out={out}",
-         f"--grpc_python_out={out}", str(ROOT / "system/proto/agent.proto")],
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{ROOT}",
+            f"--python_out={out}",
+            f"--pyi_out={out}",
+            f"--grpc_python_out={out}",
+            str(ROOT / "system/proto/agent.proto"),
+        ],
         check=True,
     )
     for name in ("agent_pb2.py", "agent_pb2.pyi", "agent_pb2_grpc.py"):

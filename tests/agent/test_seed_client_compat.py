@@ -26,8 +26,9 @@ class SeedStyleClient:
 
     def _refresh(self) -> None:
         models = self.stub.ListModels(pb.ListModelsRequest()).models
-        self.model_map = {m.name: {"in": list(m.input_tensor_metadatas), "out": list(m.output_tensor_metadatas)}
-                          for m in models}
+        self.model_map = {
+            m.name: {"in": list(m.input_tensor_metadatas), "out": list(m.output_tensor_metadatas)} for m in models
+        }
 
     def load_model(self, name: str, path: str) -> dict[str, dict[str, list[pb.TensorMetadata]]]:
         if name not in self.model_map:

@@ -38,7 +38,7 @@ class OnnxRuntime:
             self._session = ort.InferenceSession(
                 str(package.model_path), sess_options=options, providers=["CPUExecutionProvider"]
             )
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
+        except Exception as exc:
             raise PackageRejectedError(f"package '{package.folder}': cannot load ONNX model: {exc}") from exc
         by_name_in = {arg.name: _spec(arg) for arg in self._session.get_inputs()}
         by_name_out = {arg.name: _spec(arg) for arg in self._session.get_outputs()}

@@ -36,7 +36,7 @@ class SavedModelRuntime:
             raise PackageRejectedError(
                 f"package '{package.folder}': SavedModel has no signature '{manifest.signature}'"
             ) from exc
-        except Exception as exc:  # noqa: BLE001 - TF raises many types for a bad SavedModel
+        except Exception as exc:
             raise PackageRejectedError(f"package '{package.folder}': cannot load SavedModel: {exc}") from exc
         _, kwargs = self._fn.structured_input_signature
         outputs = self._fn.structured_outputs
@@ -56,7 +56,9 @@ class SavedModelRuntime:
         self._output_names = [s.name for s in manifest.outputs]
 
     def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        result = self._fn(**{name: tf.convert_to_tensor(arr) for name, arr in zip(self._input_names, inputs, strict=True)})
+        result = self._fn(
+            **{name: tf.convert_to_tensor(arr) for name, arr in zip(self._input_names, inputs, strict=True)}
+        )
         return [result[name].numpy() for name in self._output_names]
 
     def close(self) -> None:
@@ -73,14 +75,15 @@ class KerasRuntime:
         manifest = package.manifest
         try:
             self._model = keras.models.load_model(str(package.model_path), compile=False)
-        except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad file
+        except Exception as exc:
             raise PackageRejectedError(f"package '{package.folder}': cannot load Keras model: {exc}") from exc
         actual_in = [_spec_of(s.name, t) for s, t in zip(manifest.inputs, self._model.inputs, strict=False)]
         actual_out = [_spec_of(s.name, t) for s, t in zip(manifest.outputs, self._model.outputs, strict=False)]
         if len(self._model.inputs) != len(manifest.inputs) or len(self._model.outputs) != len(manifest.outputs):
             raise PackageRejectedError(
                 f"package '{package.folder}': the Keras model has {len(self._model.inputs)} inputs and "
-                f"{len(self._model.outputs)} outputs; the manifest declares {len(manifest.inputs)} and {len(manifest.outputs)}"
+                f"{len(self._model.outputs)} outputs; the manifest declares {len(manifest.inputs)} "
+                f"and {len(manifest.outputs)}"
             )
         check_declared("input", manifest.inputs, actual_in, str(package.folder))
         check_declared("output", manifest.outputs, actual_out, str(package.folder))
@@ -90,7 +93,7 @@ class KerasRuntime:
         model = self._model
         single_input = len(signature) == 1
 
-        @tf.function(input_signature=signature)
+        @tf.function(input_signature=signature)  # type: ignore[untyped-decorator]
         def serve(*args: tf.Tensor) -> Any:
             return model(args[0] if single_input else list(args), training=False)
 
