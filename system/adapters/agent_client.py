@@ -11,11 +11,11 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
 import numpy as np
 
-from system.agent.shared_memory import SharedMemoryWriter
 from system.agent.tensors import TensorSpec, dtype_name_of
 from system.agent.wire import inline_tensor, metadata, spec_of, to_array
 from system.errors import (
@@ -34,6 +34,9 @@ from system.errors import (
 )
 from system.proto import agent_pb2 as pb
 from system.proto import agent_pb2_grpc
+
+if TYPE_CHECKING:
+    from system.agent.shared_memory import SharedMemoryWriter
 
 _ERRORS: dict[grpc.StatusCode, type[AgentError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
@@ -143,6 +146,8 @@ class GrpcEdgeAgentClient:
                 continue
             array = np.ascontiguousarray(array)
             if self._shm is None:
+                from system.agent.shared_memory import SharedMemoryWriter  # sysv_ipc: edgesim[device]
+
                 self._shm = SharedMemoryWriter()
             segment_id, size = self._shm.write(slot, array.data.cast("B"))
             request.tensors.append(

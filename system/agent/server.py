@@ -93,6 +93,7 @@ class EdgeAgent:
         agent_pb2_grpc.add_AgentServicer_to_server(AgentServicer(settings, self.models, self.capture), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         self.target = ""
+        self._socket_path = ""  # set once this agent owns the socket file, so stop() never removes another's
         self._stopped = threading.Event()
 
     def start(self) -> str:
@@ -115,6 +116,7 @@ class EdgeAgent:
             finally:
                 os.umask(old_umask)
             os.chmod(path, 0o600)
+            self._socket_path = path
             self.target = f"unix://{path}"
         for service in ("", SERVICE_NAME):
             self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
@@ -131,9 +133,9 @@ class EdgeAgent:
         self._server.stop(grace).wait()
         self.capture.close()
         self.models.unload_all()
-        if not self.settings.address:
+        if self._socket_path:
             with contextlib.suppress(FileNotFoundError):  # grpc may have removed it already
-                os.unlink(self.settings.socket_path)
+                os.unlink(self._socket_path)
         log.info("agent stopped", extra=fields(target=self.target))
 
     def serve_until_signal(self) -> None:

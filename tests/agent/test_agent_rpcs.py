@@ -291,6 +291,8 @@ def test_stale_socket_is_replaced_and_live_one_refused(start_agent, short_tmp: P
     second = EdgeAgent(AgentSettings(socket_path=str(stale), capture=CaptureSettings(disk_path=str(short_tmp / "c"))))
     with pytest.raises(ConfigError, match="already serving"):
         second.start()
+    second.stop(grace=0)
+    assert stale.is_socket()
     assert client.list_models() == []
 
 

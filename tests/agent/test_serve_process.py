@@ -76,6 +76,9 @@ def test_second_agent_on_the_same_socket_exits_with_a_clear_error(short_tmp: Pat
         )
         assert second.returncode == 2
         assert "already serving" in second.stderr
+        assert socket_path.is_socket()  # the refused agent left the live one's socket alone
+        with GrpcEdgeAgentClient(f"unix://{socket_path}") as again:
+            assert again.list_models() == []
     finally:
         first.send_signal(signal.SIGINT)
         first.wait(timeout=30)

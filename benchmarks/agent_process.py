@@ -1,0 +1,83 @@
+"""The Edge Agent as its own process, as on a device: `edgesim agent serve` under a benchmark.
+
+The agent runs in a child process so that the benchmark's clients and the agent do not share a
+GIL. Its JSON log goes to a file (never an unread pipe, which would block the agent once full);
+the last lines are quoted when it fails to start. `stop()` sends SIGTERM, then SIGKILL.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from types import TracebackType
+
+from system.adapters.agent_client import GrpcEdgeAgentClient
+from system.errors import AgentUnavailableError
+
+
+class AgentProcess:
+    """`python -m system.cli agent serve --socket PATH --capture-dir DIR` in a child process."""
+
+    def __init__(self, folder: Path, *, ready_timeout: float = 120.0, stop_timeout: float = 30.0) -> None:
+        """`folder` must be short: it holds the unix socket (paths stay under ~107 bytes)."""
+        self.socket_path = folder / "edge_agent"
+        self.capture_dir = folder / "capture"
+        self.log_path = folder / "agent.log"
+        self.target = f"unix://{self.socket_path}"
+        self._ready_timeout = ready_timeout
+        self._stop_timeout = stop_timeout
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Spawn the agent; returns at once (the agent imports TensorFlow meanwhile)."""
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+        command = [sys.executable, "-m", "system.cli", "agent", "serve"]
+        command += ["--socket", str(self.socket_path), "--capture-dir", str(self.capture_dir)]
+        with self.log_path.open("wb") as log:
+            self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    def wait_ready(self) -> None:
+        """Block until the agent answers on its socket; raise with its log if it died or hung."""
+        with GrpcEdgeAgentClient(self.target) as client:
+            try:
+                client.wait_ready(timeout=self._ready_timeout)
+            except AgentUnavailableError as exc:
+                raise RuntimeError(f"the agent did not start: {exc}\n{self.log_tail()}") from exc
+        if self._process is not None and self._process.poll() is not None:
+            raise RuntimeError(f"the agent exited with {self._process.returncode}\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no agent log)"
+
+    def stop(self) -> int | None:
+        """SIGTERM (graceful stop), then SIGKILL after the timeout; returns the exit code."""
+        process, self._process = self._process, None
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=self._stop_timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=self._stop_timeout)
+        return process.returncode
+
+    def __enter__(self) -> AgentProcess:
+        self.start()
+        return self
+
+    def __exit__(
+        self, _type: type[BaseException] | None, _value: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        self.stop()
