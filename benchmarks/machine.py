@@ -58,4 +58,5 @@ def summary_line(machine: dict[str, Any]) -> str:
     """One line for a report, e.g. `AMD EPYC, 2 cores, 23.5 GB, Linux 6.1, Python 3.11.7, ...`."""
     versions = ", ".join(f"{name} {version}" for name, version in machine["versions"].items())
     memory = f", {machine['memory_gb']} GB RAM" if machine.get("memory_gb") else ""
-    return f"{machine['cpu_model']}, {machine['cores']} cores{memory}, {machine['os']}, Python {machine['python']}, {versions}"
+    cpu = f"{machine['cpu_model']}, {machine['cores']} cores{memory}"
+    return f"{cpu}, {machine['os']}, Python {machine['python']}, {versions}"

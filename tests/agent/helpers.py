@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
 import numpy as np
 
-from system.agent.package import VerifiedPackage
+from system.agent.package import MANIFEST, VerifiedPackage, parse_manifest, write_manifest
 from system.agent.runtimes import open_runtime
 from system.config import AgentSettings
 from system.proto import agent_pb2 as pb
 from system.proto import agent_pb2_grpc
+
+
+def rehash(folder: Path) -> None:
+    """Rewrite a package's manifest with fresh checksums (to get a tampered file past verification)."""
+    manifest = parse_manifest(json.loads((folder / MANIFEST).read_text()))
+    write_manifest(
+        folder,
+        name=manifest.name,
+        version=manifest.version,
+        framework=manifest.framework,
+        model=manifest.model,
+        inputs=list(manifest.inputs),
+        outputs=list(manifest.outputs),
+    )
 
 
 def raw_stub(target: str) -> agent_pb2_grpc.AgentStub:

@@ -22,7 +22,7 @@ from system.errors import (
     ResourceExhaustedError,
 )
 from system.proto import agent_pb2 as pb
-from tests.agent.helpers import raw_stub, status_of, tensor
+from tests.agent.helpers import raw_stub, rehash, status_of, tensor
 
 Code = grpc.StatusCode
 
@@ -138,20 +138,9 @@ def test_bad_package_is_failed_precondition_with_the_reason(
 
 
 def test_corrupt_model_file_with_matching_manifest_is_failed_precondition(start_agent, zoo, short_tmp: Path) -> None:
-    from system.agent.package import parse_manifest, write_manifest
-
     folder = zoo.copy("tflite", short_tmp / "pkg")
     (folder / "model.tflite").write_bytes(b"not a flatbuffer at all")
-    manifest = parse_manifest(json.loads((folder / MANIFEST).read_text()))
-    write_manifest(
-        folder,
-        name=manifest.name,
-        version=manifest.version,
-        framework=manifest.framework,
-        model=manifest.model,
-        inputs=list(manifest.inputs),
-        outputs=list(manifest.outputs),
-    )
+    rehash(folder)
     _, client = start_agent()
     with pytest.raises(PackageRejectedError, match="cannot load TFLite model"):
         client.load_model("clf", str(folder))
@@ -172,20 +161,9 @@ def test_model_count_budget_is_resource_exhausted(start_agent, zoo) -> None:
 
 
 def test_memory_budget_is_resource_exhausted(start_agent, zoo, short_tmp: Path) -> None:
-    from system.agent.package import parse_manifest, write_manifest
-
     big = zoo.copy("tflite", short_tmp / "big")
     (big / "padding.bin").write_bytes(os.urandom(700 * 1024))  # a 0.7 MB package
-    manifest = parse_manifest(json.loads((big / MANIFEST).read_text()))
-    write_manifest(
-        big,
-        name=manifest.name,
-        version=manifest.version,
-        framework=manifest.framework,
-        model=manifest.model,
-        inputs=list(manifest.inputs),
-        outputs=list(manifest.outputs),
-    )
+    rehash(big)
     _, client = start_agent(memory_budget_mb=1)
     client.load_model("first", str(big))
     with pytest.raises(ResourceExhaustedError, match="memory budget"):

@@ -11,7 +11,7 @@ import shutil
 import signal
 import subprocess
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from system.agent.package import write_manifest
 from system.agent.runtimes.mxnet import MxnetRuntime
 from system.agent.server import EdgeAgent
 from system.agent.tensors import TensorSpec
-from system.config import AgentSettings, CaptureSettings, default_mxnet_python
+from system.config import default_mxnet_python
 from system.errors import AgentInternalError, PackageRejectedError
 
 MXNET_PYTHON = os.environ.get("EDGESIM_MXNET_PYTHON") or default_mxnet_python()
@@ -94,24 +94,13 @@ AgentFactory = Callable[..., tuple[EdgeAgent, GrpcEdgeAgentClient]]
 
 
 @pytest.fixture
-def start_agent(tmp_path: Path) -> Iterator[AgentFactory]:
-    started: list[tuple[EdgeAgent, GrpcEdgeAgentClient]] = []
+def mx_agent(start_agent: AgentFactory) -> AgentFactory:
+    """The shared agent factory, with this machine's MXNet Python unless a test gives another."""
 
     def factory(mxnet_python: str = MXNET_PYTHON) -> tuple[EdgeAgent, GrpcEdgeAgentClient]:
-        settings = AgentSettings(
-            socket_path=str(tmp_path / f"agent{len(started)}.sock"),
-            mxnet_python=mxnet_python,
-            capture=CaptureSettings(disk_path=str(tmp_path / "cap")),
-        )
-        agent = EdgeAgent(settings)
-        client = GrpcEdgeAgentClient(agent.start())
-        started.append((agent, client))
-        return agent, client
+        return start_agent(mxnet_python=mxnet_python)
 
-    yield factory
-    for agent, client in started:
-        client.close()
-        agent.stop(grace=1.0)
+    return factory
 
 
 def _worker_pids() -> set[int]:
@@ -137,8 +126,8 @@ def _runtime(agent: EdgeAgent, name: str) -> MxnetRuntime:
     return runtime
 
 
-def test_predict_matches_mxnet(exported: Path, start_agent: AgentFactory) -> None:
-    _, client = start_agent()
+def test_predict_matches_mxnet(exported: Path, mx_agent: AgentFactory) -> None:
+    _, client = mx_agent()
     info = client.load_model("mx", str(exported / "pkg"))
     assert [s.name for s in info.inputs] == ["data"]
     x, expected = np.load(exported / "input.npy"), np.load(exported / "output.npy")
@@ -153,8 +142,8 @@ def test_predict_matches_mxnet(exported: Path, start_agent: AgentFactory) -> Non
     client.unload_model("mx")
 
 
-def test_unload_stops_the_worker(exported: Path, start_agent: AgentFactory) -> None:
-    agent, client = start_agent()
+def test_unload_stops_the_worker(exported: Path, mx_agent: AgentFactory) -> None:
+    agent, client = mx_agent()
     client.load_model("mx", str(exported / "pkg"))
     pid = _runtime(agent, "mx").pid
     assert pid in _worker_pids()
@@ -166,12 +155,12 @@ def test_unload_stops_the_worker(exported: Path, start_agent: AgentFactory) -> N
         os.kill(pid, 0)  # exited and reaped
 
 
-def test_corrupt_params_are_rejected_by_the_worker(exported: Path, start_agent: AgentFactory, tmp_path: Path) -> None:
+def test_corrupt_params_are_rejected_by_the_worker(exported: Path, mx_agent: AgentFactory, tmp_path: Path) -> None:
     package = Path(shutil.copytree(exported / "pkg", tmp_path / "bad"))
     params = package / "model-0000.params"
     params.write_bytes(b"not an MXNet parameter file" + bytes(range(256)) * 4)
     _write_manifest(package)  # fresh checksums, so the load gets past verification to the worker
-    _, client = start_agent()
+    _, client = mx_agent()
     before = _worker_pids()
 
     with pytest.raises(PackageRejectedError, match="cannot load MXNet model") as caught:
@@ -181,15 +170,15 @@ def test_corrupt_params_are_rejected_by_the_worker(exported: Path, start_agent: 
     assert _worker_pids() == before  # the failed worker did not linger
 
 
-def test_missing_mxnet_python_is_rejected(exported: Path, start_agent: AgentFactory, tmp_path: Path) -> None:
-    _, client = start_agent(mxnet_python=str(tmp_path / "no-such-venv" / "bin" / "python"))
+def test_missing_mxnet_python_is_rejected(exported: Path, mx_agent: AgentFactory, tmp_path: Path) -> None:
+    _, client = mx_agent(mxnet_python=str(tmp_path / "no-such-venv" / "bin" / "python"))
 
     with pytest.raises(PackageRejectedError, match="make mxnet"):
         client.load_model("mx", str(exported / "pkg"))
 
 
-def test_a_dead_worker_is_reported(exported: Path, start_agent: AgentFactory) -> None:
-    agent, client = start_agent()
+def test_a_dead_worker_is_reported(exported: Path, mx_agent: AgentFactory) -> None:
+    agent, client = mx_agent()
     client.load_model("mx", str(exported / "pkg"))
     os.kill(_runtime(agent, "mx").pid, signal.SIGKILL)
     x = np.load(exported / "input.npy")
