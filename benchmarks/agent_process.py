@@ -53,6 +53,16 @@ class AgentProcess:
         if self._process is not None and self._process.poll() is not None:
             raise RuntimeError(f"the agent exited with {self._process.returncode}\n{self.log_tail()}")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the agent process has used so far (Linux /proc; 0.0 elsewhere)."""
+        if self._process is None:
+            return 0.0
+        try:
+            fields = Path(f"/proc/{self._process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (proc(5))
+
     def log_tail(self, lines: int = 20) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

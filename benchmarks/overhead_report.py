@@ -9,16 +9,19 @@ from typing import Any
 from benchmarks.machine import summary_line
 from benchmarks.markdown import table
 
+TARGET_LABELS = {"agent_byte_data": "byte_data", "agent_shared_memory": "shared memory"}
 _VERDICT = {True: "met", False: "**not met**", None: "not measured"}
 
 
 def _latency_table(results: dict[str, Any]) -> str:
     rows = []
+    base = results["latency"][results["baseline"]]["p50_ms"]
     for key, stats in results["latency"].items():
-        extra = results["overhead"].get(key)
-        added = f"+{extra['added_p50_ms']:.3f} ms (×{extra['ratio_p50']:.2f})" if extra else ""
+        added = f"{stats['p50_ms'] - base:+.3f} ms (×{stats['p50_ms'] / base:.2f})"
         if key == results["baseline"]:
             added = "baseline"
+        elif key == "grpc_health_check":
+            added = "n/a (no model)"
         rows.append(
             [
                 f"`{key}`: {stats['description']}",
@@ -34,21 +37,26 @@ def _latency_table(results: dict[str, Any]) -> str:
 
 
 def _concurrency_table(results: dict[str, Any]) -> str:
-    rows = [
-        [
-            level["clients"],
-            f"{level['agent']['throughput_per_s']:.0f}",
-            f"{level['agent']['p50_ms']:.2f}",
-            f"{level['agent']['p99_ms']:.2f}",
-            f"{level['direct']['throughput_per_s']:.0f}",
-            f"{level['direct']['p50_ms']:.2f}",
-            f"{level['direct']['p99_ms']:.2f}",
-            f"{level['agent_over_direct']:.0%}",
-        ]
-        for level in results["concurrency"]
-    ]
-    header = ["clients", "agent calls/s", "agent p50 ms", "agent p99 ms"]
-    header += ["direct calls/s", "direct p50 ms", "direct p99 ms", "agent / direct"]
+    rows = []
+    for level in results["concurrency"]:
+        agent, direct = level["agent"], level["direct"]
+        agent_cpu = f"{agent['cpu_ms_per_call_agent_process']:.2f} + {agent['cpu_ms_per_call_benchmark_process']:.2f}"
+        rows.append(
+            [
+                level["clients"],
+                f"{agent['throughput_per_s']:.0f}",
+                f"{agent['p50_ms']:.2f}",
+                f"{agent['p99_ms']:.2f}",
+                agent_cpu,
+                f"{direct['throughput_per_s']:.0f}",
+                f"{direct['p50_ms']:.2f}",
+                f"{direct['p99_ms']:.2f}",
+                f"{direct['cpu_ms_per_call_benchmark_process']:.2f}",
+                f"{level['agent_over_direct']:.0%}",
+            ]
+        )
+    header = ["clients", "agent calls/s", "agent p50 ms", "agent p99 ms", "agent CPU ms/call (agent + client)"]
+    header += ["direct calls/s", "direct p50 ms", "direct p99 ms", "direct CPU ms/call", "agent / direct"]
     return table(header, rows)
 
 
@@ -57,6 +65,11 @@ def render_section(results: dict[str, Any]) -> str:
     run = results["latency_run"]
     model = results["model"]
     seconds = results["options"]["seconds"]
+    cores = results["machine"]["usable_cores"]
+    floor = results["latency"]["grpc_health_check"]["p50_ms"]
+    beyond = ", ".join(
+        f"{TARGET_LABELS[k]} {v['added_p50_ms'] - floor:+.3f} ms" for k, v in results["overhead"].items()
+    )
     targets = table(
         ["target (DESIGN.md section 5)", "limit", "measured", "verdict"],
         [[t["target"], t["limit"], t["measured"], _VERDICT[t["met"]]] for t in results["targets"]],
@@ -82,10 +95,15 @@ The baseline is the SavedModel's `serving_default` signature called directly, wh
 
 {_latency_table(results)}
 
+Added p50 beyond the gRPC floor ({floor:.3f} ms, a Health.Check round trip): {beyond}.
+
 ### Throughput, concurrent callers
 
 Each level runs agent clients (threads, one `GrpcEdgeAgentClient` each, `byte_data`) and as many threads calling
-the baseline in-process, in two alternating rounds, {seconds:g} s per path in all.
+the baseline in-process, in two alternating rounds, {seconds:g} s per path in all. CPU time is per call, from the
+agent process's and this process's CPU counters over the same windows (the machine has {cores} cores for both).
+grpcio shares one connection among channels with the same target and options, so the clients of one level
+multiplex one unix-socket connection, as threads of one application would.
 
 {_concurrency_table(results)}
 
