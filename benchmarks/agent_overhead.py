@@ -291,6 +291,11 @@ def evaluate_targets(overheads: dict[str, dict[str, float]], levels: list[dict[s
 def run(options: Options, command: str) -> dict[str, Any]:
     """The whole benchmark; the agent process is stopped whatever happens."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from system.agent.malloc import keep_large_buffers_on_heap
+
+    # The client process gets the tuning the agent applies to itself (system/agent/malloc.py), as
+    # edgesim's own clients do; the direct calls run in this process too, so they get it as well.
+    keep_large_buffers_on_heap()
     started = time.monotonic()
     x = np.random.default_rng(options.seed).random(SHAPE, dtype=np.float32)
     with tempfile.TemporaryDirectory(prefix="es-bench-") as scratch, AgentProcess(Path(scratch)) as agent:

@@ -141,21 +141,18 @@ class GrpcEdgeAgentClient:
             named = [("", array) for array in inputs]
         request = pb.PredictRequest(name=name)
         for slot, (input_name, array) in enumerate(named):
-            if not shared_memory:
-                request.tensors.append(inline_tensor(input_name, array))
-                continue
             array = np.ascontiguousarray(array)
+            tensor = request.tensors.add()  # filled in place: appending a built Tensor would copy it
+            tensor.tensor_metadata.CopyFrom(metadata(input_name, dtype_name_of(array.dtype), array.shape))
+            if not shared_memory:
+                tensor.byte_data = array.tobytes()
+                continue
             if self._shm is None:
                 from system.agent.shared_memory import SharedMemoryWriter  # sysv_ipc: edgesim[device]
 
                 self._shm = SharedMemoryWriter()
             segment_id, size = self._shm.write(slot, array.data.cast("B"))
-            request.tensors.append(
-                pb.Tensor(
-                    tensor_metadata=metadata(input_name, dtype_name_of(array.dtype), array.shape),
-                    shared_memory_handle=pb.SharedMemoryHandle(size=size, offset=0, segment_id=segment_id),
-                )
-            )
+            tensor.shared_memory_handle.CopyFrom(pb.SharedMemoryHandle(size=size, offset=0, segment_id=segment_id))
         try:
             response = self._stub.Predict(request, timeout=self.timeout)
         except grpc.RpcError as exc:

@@ -21,9 +21,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from system.adapters.local_object_store import LocalFolderObjectStore
 from system.agent.capture import CaptureService
+from system.agent.malloc import keep_large_buffers_on_heap
 from system.agent.models import ModelTable, RuntimeOpener
 from system.agent.runtimes import open_runtime
 from system.agent.servicer import AgentServicer
+from system.agent.shared_memory import SharedMemoryReader
 from system.config import AgentSettings
 from system.errors import ConfigError
 from system.logs import fields
@@ -90,7 +92,10 @@ class EdgeAgent:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        agent_pb2_grpc.add_AgentServicer_to_server(AgentServicer(settings, self.models, self.capture), self._server)
+        self._shared_memory = SharedMemoryReader()
+        agent_pb2_grpc.add_AgentServicer_to_server(
+            AgentServicer(settings, self.models, self.capture, self._shared_memory), self._server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         self.target = ""
         self._socket_path = ""  # set once this agent owns the socket file, so stop() never removes another's
@@ -98,6 +103,7 @@ class EdgeAgent:
 
     def start(self) -> str:
         """Bind and start serving; returns the target clients dial (e.g. unix:///tmp/edge_agent)."""
+        keep_large_buffers_on_heap()
         if self.settings.address:
             port = self._server.add_insecure_port(self.settings.address)
             if port == 0:
@@ -133,6 +139,7 @@ class EdgeAgent:
         self._server.stop(grace).wait()
         self.capture.close()
         self.models.unload_all()
+        self._shared_memory.close()
         if self._socket_path:
             with contextlib.suppress(FileNotFoundError):  # grpc may have removed it already
                 os.unlink(self._socket_path)

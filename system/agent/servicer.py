@@ -16,7 +16,7 @@ import numpy as np
 
 from system.agent.capture import CapturedItem, CaptureRecord, CaptureService
 from system.agent.models import LoadedModel, ModelTable, check_model_name, run_model
-from system.agent.shared_memory import attached_segment
+from system.agent.shared_memory import SharedMemoryReader
 from system.agent.tensors import DTYPE_NAMES, DTYPES, TensorSpec, decode_payload
 from system.agent.wire import inline_tensor, spec_metadata
 from system.config import AgentSettings
@@ -49,19 +49,14 @@ def _sent_dtype(tensor: pb.Tensor) -> str | None:
     return DTYPE_NAMES[value]
 
 
-def tensor_bytes(tensor: pb.Tensor, expected: int, what: str) -> bytes:
-    """The tensor's payload, inline or copied out of shared memory.
-
-    Copying out of the segment (tens of microseconds for an image) keeps the request free of
-    any view into memory that the client may change or remove after the call.
-    """
+def _payload(tensor: pb.Tensor, expected: int, what: str, shared: SharedMemoryReader) -> bytes:
+    """The tensor's payload: its inline bytes, or a copy out of the client's shared memory."""
     which = tensor.WhichOneof("data")
     if which == "byte_data":
         return tensor.byte_data
     if which == "shared_memory_handle":
         handle = tensor.shared_memory_handle
-        with attached_segment(handle.segment_id, handle.offset, handle.size, expected) as view:
-            return bytes(view)
+        return shared.read(handle.segment_id, handle.offset, handle.size, expected)
     raise InvalidArgumentError(f"{what} carries no data: set byte_data or shared_memory_handle")
 
 
@@ -90,11 +85,13 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):  # type: ignore[misc]  # gene
         settings: AgentSettings,
         models: ModelTable,
         capture: CaptureService,
+        shared_memory: SharedMemoryReader,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
         self._models = models
         self._capture = capture
+        self._shared = shared_memory
         self._clock = clock
 
     def _call(self, context: grpc.ServicerContext, rpc: str, body: Callable[[], T]) -> T:
@@ -149,7 +146,7 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):  # type: ignore[misc]  # gene
                 requested = tuple(tensor.tensor_metadata.shape) if tensor.HasField("tensor_metadata") else None
                 shape = spec.resolve_shape(requested)
                 expected = int(np.prod(shape, dtype=np.int64)) * DTYPES[sent or spec.dtype].itemsize
-                payload = tensor_bytes(tensor, expected, f"input '{spec.name}'")
+                payload = _payload(tensor, expected, f"input '{spec.name}'", self._shared)
                 arrays.append(
                     decode_payload(spec, payload, sent, shape, accept_float32=self._settings.accept_float32_payloads)
                 )
@@ -202,8 +199,7 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):  # type: ignore[misc]  # gene
             aux_outputs=[self._captured_aux(a, f"outputs[{i}]") for i, a in enumerate(request.outputs)],
         )
 
-    @staticmethod
-    def _captured_tensor(tensor: pb.Tensor, what: str) -> CapturedItem:
+    def _captured_tensor(self, tensor: pb.Tensor, what: str) -> CapturedItem:
         if not tensor.HasField("tensor_metadata"):
             raise InvalidArgumentError(f"{what}: tensor_metadata (name, data_type, shape) is required for capture")
         meta = tensor.tensor_metadata
@@ -212,7 +208,7 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):  # type: ignore[misc]  # gene
         if any(d < 0 for d in shape):
             raise InvalidArgumentError(f"{what}: shape {list(shape)} has a negative dimension")
         expected = int(np.prod(shape, dtype=np.int64)) * DTYPES[dtype].itemsize
-        data = tensor_bytes(tensor, expected, what)
+        data = _payload(tensor, expected, what, self._shared)
         if len(data) != expected:
             raise InvalidArgumentError(
                 f"{what}: {len(data)} bytes do not match {dtype}[{','.join(map(str, shape))}] ({expected} bytes)"
@@ -220,8 +216,7 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):  # type: ignore[misc]  # gene
         content_type = f"Tensor[{dtype}; {', '.join(str(d) for d in shape)}]"
         return CapturedItem(meta.name.decode(errors="replace"), data, content_type)
 
-    @staticmethod
-    def _captured_aux(aux: pb.AuxilaryData, what: str) -> CapturedItem:
+    def _captured_aux(self, aux: pb.AuxilaryData, what: str) -> CapturedItem:
         which = aux.WhichOneof("data")
         if which == "byte_data":
             data = aux.byte_data
@@ -229,8 +224,7 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):  # type: ignore[misc]  # gene
             handle = aux.shared_memory_handle
             if not handle.size:
                 raise InvalidArgumentError(f"{what}: a shared memory handle for auxiliary data needs its size")
-            with attached_segment(handle.segment_id, handle.offset, handle.size, handle.size) as view:
-                data = bytes(view)
+            data = self._shared.read(handle.segment_id, handle.offset, handle.size, handle.size)
         else:
             raise InvalidArgumentError(f"{what}: auxiliary data carries no data")
         encoding = pb.Encoding.Name(aux.encoding) if aux.encoding in pb.Encoding.values() else "NONE"
