@@ -29,7 +29,7 @@ $(MXNET_STAMP):
 
 mxnet: $(MXNET_STAMP) ## build .venv-mxnet (mxnet 1.9.1 + numpy 1.23.5) for the MXNet runtime worker
 
-demo: $(STAMP) ## set up, then run the flagship scenario on the embedded fake profile
+demo: $(STAMP) ## set up, then run the demo (data, training, packaging, agent, predictions) on the fake profile
 	$(BIN)/edgesim --log-format text --log-level warning demo
 
 test: $(STAMP) $(MXNET_STAMP) ## set up, then run the whole test suite
