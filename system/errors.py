@@ -89,3 +89,27 @@ class ObjectStoreError(EdgesimError):
 
 class ObjectNotFoundError(ObjectStoreError):
     """No object under that key."""
+
+
+class ObjectTooLargeError(ObjectStoreError):
+    """The object is bigger than the caller allows."""
+
+
+class MessageBusError(EdgesimError):
+    """Connecting, publishing or subscribing failed (timeout, refused, not authorized)."""
+
+
+class NotAuthorizedError(MessageBusError):
+    """The broker refused the action for this client identity (an IoT-policy-like denial)."""
+
+
+class JobsError(EdgesimError):
+    """An IoT Jobs control-plane call failed; `code` is the AWS error code when there is one."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class RegistryError(EdgesimError):
+    """A model registry call failed."""
