@@ -71,9 +71,11 @@ class Subscription(Protocol):
 class MessageBus(Protocol):
     """Publish/subscribe over MQTT 3.1.1 semantics: topic filters with `+` and `#`, QoS 0 and 1.
 
-    Handlers run on the bus's own thread, one message at a time, in arrival order: they must be
-    quick (hand long work to another thread). After a reconnect the bus re-subscribes by itself
-    and calls the connect listeners again (a device re-asks for its pending jobs there).
+    Handlers run one message at a time, in arrival order, never on the publisher's thread: they
+    must be quick (hand long work to another thread). Subscribing before `connect()` is allowed
+    (a persistent session needs it, or the messages the broker kept arrive before any handler).
+    After a reconnect the bus re-subscribes by itself and, once the subscriptions are in place,
+    calls the connect listeners again (a device re-asks for its pending jobs there).
     """
 
     @property
