@@ -1,0 +1,295 @@
+"""SimulatedCloud: the composition root of the `fake` and `local` profiles (DESIGN.md section 2).
+
+    with SimulatedCloud("fake") as cloud:
+        jobs = cloud.jobs_control()              # boto3 IoT on moto
+        device = cloud.device_bus(cloud.project.thing_name)
+        ...
+
+What each profile builds:
+
+- `fake`: moto in-process (`mock_aws`) for S3, the IoT control plane and SageMaker; the in-process
+  `SimulatedBroker` (devices are `InMemoryMessageBus` clients whose identity is their thing); the
+  jobs data plane as a service of that broker (`BrokerJobsFrontend`).
+- `local`: the moto server on 127.0.0.1 (`moto_port`, 0 = a free port); the broker at `mqtt_url`
+  (default: Mosquitto on mqtt://127.0.0.1:1883) through `PahoMessageBus`; the jobs data plane as
+  a client of that broker (`BusJobsFrontend`, identity `cloud`).
+
+Both add a `MotoJobsBridge` between moto and the plane, and the project's seed resources
+(`simulators.moto_seed`: bucket, thing, thing group, certificate, policy, registry groups).
+
+Limits: moto's state is global to the process (see `MotoEnvironment`): run one cloud at a time in a
+process, and know that starting or stopping a `fake` cloud clears every moto backend. On `local`,
+the plane is an ordinary client of the broker, so its replies reach every subscriber of the reply
+topic, not only the requester (DESIGN.md section 3.2); it needs read and write rights on
+`$aws/things/+/jobs/#` (over mutual TLS its certificate's CN is `cloud`). The seeded IoT
+certificate is signed by moto's CA, not by a TLS broker's: devices on a TLS Mosquitto use
+certificates from `tls` (a `TlsMaterial` issues one per thing).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from simulators.broker import InMemoryMessageBus, Policy, SimulatedBroker, ThingPolicy
+from simulators.certificates import TlsMaterial
+from simulators.iot_jobs.dataplane import JobsDataPlane
+from simulators.iot_jobs.frontends import BrokerJobsFrontend, BusJobsFrontend
+from simulators.iot_jobs.moto_bridge import MotoJobsBridge
+from simulators.iot_jobs.records import StateChange
+from simulators.moto_env import MotoEnvironment
+from simulators.moto_seed import SeededProject
+from system.adapters.iot_jobs_control import IotJobsControl
+from system.adapters.paho_bus import PahoMessageBus
+from system.adapters.s3_object_store import S3ObjectStore
+from system.adapters.sagemaker_registry import SageMakerModelRegistry
+from system.adapters.tls import TlsFiles
+from system.clock import WallClock
+from system.config import Settings
+from system.errors import ConfigError, EdgesimError
+from system.ports import Clock, MessageBus
+
+PROFILES = ("fake", "local")
+DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
+JOBS_IDENTITY = "cloud"  # the data plane's MQTT identity (a privileged one)
+T = TypeVar("T")
+
+
+class SimulatedCloudError(EdgesimError):
+    """The simulated cloud is not started (or already stopped)."""
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    """An MQTT broker URL: `mqtt://HOST[:PORT]` (TCP, 1883) or `mqtts://HOST[:PORT]` (TLS, 8883)."""
+
+    host: str
+    port: int
+    tls: bool
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerAddress:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname or parts.path not in ("", "/"):
+            raise ConfigError(f"broker URL must look like mqtt://HOST:PORT or mqtts://HOST:PORT, not {url!r}")
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise ConfigError(f"broker URL {url!r}: {exc}") from exc
+        tls = parts.scheme == "mqtts"
+        return cls(parts.hostname, port or (8883 if tls else 1883), tls)
+
+    @property
+    def url(self) -> str:
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+
+class SimulatedCloud:
+    """The fake cloud of one profile: moto, a broker, the jobs data plane, seeded resources.
+
+    `clock` drives the plane's timers and, on `fake`, the broker (a `VirtualClock` makes both
+    deterministic: nothing moves until it is advanced). `tls` (local only, for an `mqtts://` broker)
+    is a `TlsMaterial` (it issues the plane's and each device's certificate) or the plane's own
+    `TlsFiles` (devices then pass theirs to `device_bus`). `policy` is the simulated broker's
+    authorization (default: devices stay under their own `$aws/things/<thing>/`).
+    """
+
+    def __init__(
+        self,
+        profile: str = "fake",
+        *,
+        clock: Clock | None = None,
+        mqtt_url: str | None = None,
+        tls: TlsMaterial | TlsFiles | None = None,
+        project: str = "edgesim",
+        region: str = "us-east-1",
+        moto_port: int = 0,
+        poll_interval: float = 0.2,
+        policy: Policy | None = None,
+    ) -> None:
+        if profile not in PROFILES:
+            raise ConfigError(f"a simulated cloud's profile is one of {', '.join(PROFILES)}, not {profile!r}")
+        if profile == "fake" and (mqtt_url is not None or tls is not None):
+            raise ConfigError("the fake profile has its own in-process broker: mqtt_url and tls are for local")
+        self.profile = profile
+        self.address = BrokerAddress.parse(mqtt_url or DEFAULT_MQTT_URL) if profile == "local" else None
+        if self.address is not None and self.address.tls != (tls is not None):
+            raise ConfigError("an mqtts:// broker needs tls, and tls needs an mqtts:// broker")
+        self.tls = tls
+        self.project_name = project
+        self.region = region
+        self.moto_port = moto_port
+        self.poll_interval = poll_interval
+        self.policy = policy or ThingPolicy(privileged=(JOBS_IDENTITY,))
+        self._clock: Clock = clock or WallClock()
+        self._moto: MotoEnvironment | None = None
+        self._project: SeededProject | None = None
+        self._bridge: MotoJobsBridge | None = None
+        self.broker: SimulatedBroker | None = None
+        self._frontend: BrokerJobsFrontend | BusJobsFrontend | None = None
+        self._jobs_bus: PahoMessageBus | None = None
+        self._buses: list[MessageBus] = []
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **options: Any) -> SimulatedCloud:
+        """The cloud of `settings.profile` (fake or local); `options` as for the constructor.
+
+        One moto and one broker serve every port here, so a per-port backend override
+        (`EDGESIM_<PORT>_BACKEND`) other than the profile itself is refused, as is the aws profile.
+        """
+        if settings.profile not in PROFILES:
+            raise ConfigError(f"a simulated cloud serves the fake and local profiles, not {settings.profile!r}")
+        mixed = {port: backend for port, backend in settings.backends.items() if backend != settings.profile}
+        if mixed:
+            raise ConfigError(f"SimulatedCloud serves one profile for every port; cannot honour overrides {mixed}")
+        return cls(settings.profile, **options)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> SimulatedCloud:
+        """Start moto, the broker side and the bridge, then seed the project; returns self."""
+        if self._moto is not None:
+            raise ConfigError("this simulated cloud is already started")
+        mode = "inprocess" if self.profile == "fake" else "server"
+        self._moto = MotoEnvironment(mode, self.region, port=self.moto_port).start()
+        try:
+            options = {"region": self.region, "account": self._moto.account_id, "observer": self._observe}
+            self._frontend = self._start_fake(options) if self.profile == "fake" else self._start_local(options)
+            self._bridge = MotoJobsBridge(self._frontend.plane, self._moto, poll_interval=self.poll_interval)
+            self._project = self._moto.seed_project(self.project_name)
+            self._bridge.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_fake(self, options: dict[str, Any]) -> BrokerJobsFrontend:
+        self.broker = SimulatedBroker(clock=self._clock, policy=self.policy, name=f"{self.project_name}-broker")
+        return BrokerJobsFrontend(self.broker, self._clock, **options)
+
+    def _start_local(self, options: dict[str, Any]) -> BusJobsFrontend:
+        assert self.address is not None
+        tls = self.tls.client(JOBS_IDENTITY) if isinstance(self.tls, TlsMaterial) else self.tls
+        client_id = f"edgesim-jobs-{self.project_name}-{uuid.uuid4().hex[:8]}"
+        self._jobs_bus = PahoMessageBus(self.address.host, self.address.port, client_id, tls)
+        frontend = BusJobsFrontend(self._jobs_bus, self._clock, **options)  # subscribes before connecting
+        self._jobs_bus.connect()
+        return frontend
+
+    def stop(self) -> None:
+        """Close the buses it made, then the bridge, the plane, the broker and moto. Idempotent."""
+        buses, self._buses = self._buses, []
+        for bus in buses:
+            bus.close()
+        if self._bridge is not None:
+            self._bridge.stop()
+            self._bridge = None
+        if self._frontend is not None:
+            self._frontend.close()
+            self._frontend = None
+        if self._jobs_bus is not None:
+            self._jobs_bus.close()
+            self._jobs_bus = None
+        if self.broker is not None:
+            self.broker.close()
+            self.broker = None
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+        self._project = None
+
+    def __enter__(self) -> SimulatedCloud:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _observe(self, change: StateChange) -> None:
+        if self._bridge is not None:
+            self._bridge.observe(change)
+
+    # -- what it runs --------------------------------------------------------------------------
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def moto(self) -> MotoEnvironment:
+        return _started(self._moto)
+
+    @property
+    def project(self) -> SeededProject:
+        """The seeded project's names, ARNs and device credentials."""
+        return _started(self._project)
+
+    @property
+    def bridge(self) -> MotoJobsBridge:
+        return _started(self._bridge)
+
+    @property
+    def plane(self) -> JobsDataPlane:
+        """The `JobsDataPlane` (for fault injection: `plane.inject_error`, a `Behaviour`...)."""
+        if self._frontend is None:
+            raise SimulatedCloudError("start the simulated cloud first")
+        return self._frontend.plane
+
+    @property
+    def endpoint_url(self) -> str | None:
+        """The moto server's URL on `local`; None on `fake` (in-process clients need none)."""
+        return self.moto.endpoint_url
+
+    @property
+    def mqtt_url(self) -> str | None:
+        """The broker's URL on `local`; None on `fake` (the simulated broker has no listener)."""
+        return self.address.url if self.address is not None else None
+
+    # -- port factories ------------------------------------------------------------------------
+
+    def client(self, service: str) -> Any:
+        """A boto3 client on this cloud; an IoT client syncs the jobs bridge after each change it makes."""
+        client = self.moto.client(service)
+        return self.bridge.watch(client) if service == "iot" else client
+
+    def object_store(self, bucket: str | None = None) -> S3ObjectStore:
+        """S3 on moto: the project bucket, or `bucket`."""
+        return S3ObjectStore(self.client("s3"), bucket or self.project.bucket)
+
+    def jobs_control(self) -> IotJobsControl:
+        return IotJobsControl(self.client("iot"))
+
+    def registry(self) -> SageMakerModelRegistry:
+        return SageMakerModelRegistry(self.client("sagemaker"))
+
+    def device_bus(self, thing: str, client_id: str | None = None, *, tls: TlsFiles | None = None) -> MessageBus:
+        """A device's MessageBus, not yet connected (subscribe, then `connect()`); closed by `stop()`.
+
+        `fake`: an `InMemoryMessageBus` whose identity is the thing (the broker's policy applies).
+        `local`: a `PahoMessageBus` to the broker; over TLS with `tls`, or the thing's certificate
+        from the cloud's `TlsMaterial`.
+        """
+        client_id = client_id or thing
+        bus: MessageBus
+        if self.profile == "fake":
+            bus = InMemoryMessageBus(_started(self.broker), client_id, identity=thing)
+        else:
+            assert self.address is not None
+            _started(self._moto)
+            if tls is None and self.address.tls:
+                if not isinstance(self.tls, TlsMaterial):
+                    raise ConfigError(f"the broker needs TLS: pass the TlsFiles of {thing}")
+                tls = self.tls.client(thing)
+            bus = PahoMessageBus(self.address.host, self.address.port, client_id, tls)
+        self._buses.append(bus)
+        return bus
+
+
+def _started(part: T | None) -> T:
+    if part is None:
+        raise SimulatedCloudError("start the simulated cloud first")
+    return part
