@@ -4,8 +4,9 @@ A conftest imports the fixtures it needs by name (see tests/contract/conftest.py
 cleans up what it made. Tests that need the `mosquitto` binary skip, saying why, when it is missing.
 
 `mqtt_backend` is parametrized over "memory" (SimulatedBroker + InMemoryMessageBus), "mosquitto"
-(PahoMessageBus over TCP) and "mosquitto-tls" (PahoMessageBus, client certificates, an ACL): one
-test body runs on each. Both brokers apply the same rules: a device identity may use
+(PahoMessageBus over TCP), "mosquitto-tls" (PahoMessageBus, client certificates, an ACL) and
+"mosquitto-tls-awscrt" (AwsIotMessageBus, the same TLS Mosquitto and ACL): one test body runs on
+each. Both brokers apply the same rules: a device identity may use
 `$aws/things/<identity>/...` and `edgesim/...`; the identity "cloud" may use everything.
 """
 
@@ -21,6 +22,7 @@ import pytest
 from simulators.broker import InMemoryMessageBus, SimulatedBroker, ThingPolicy
 from simulators.certificates import TlsMaterial, create_tls_material
 from simulators.mosquitto import MosquittoProcess, find_mosquitto
+from system.adapters.awsiot_bus import AwsIotMessageBus
 from system.adapters.paho_bus import PahoMessageBus
 from system.ports import Message, MessageBus
 
@@ -148,6 +150,32 @@ class MosquittoBackend(MqttBackend):
         self.process.restart()
 
 
+class AwsIotBackend(MosquittoBackend):
+    """AwsIotMessageBus (awscrt, mutual TLS) on a TLS Mosquitto: the `aws` profile's client, locally.
+
+    The endpoint is the broker's 127.0.0.1, which the server certificate's subjectAltName names.
+    awscrt reconnects after whole seconds, so FAST_RECONNECT becomes 1 s.
+    """
+
+    name = "mosquitto-tls-awscrt"
+
+    def __init__(self, process: MosquittoProcess) -> None:
+        super().__init__(process)
+        self.name = AwsIotBackend.name
+
+    def _make(self, client_id: str, identity: str, **options: Any) -> MessageBus:
+        assert self.process.tls is not None, "awscrt needs the TLS Mosquitto"
+        return AwsIotMessageBus(
+            self.process.host,
+            self.process.port,
+            client_id,
+            self.process.tls.client(identity),
+            reconnect_delay=FAST_RECONNECT,
+            operation_timeout=5.0,
+            **options,
+        )
+
+
 @pytest.fixture(scope="session")
 def tls_material(tmp_path_factory: pytest.TempPathFactory) -> TlsMaterial:
     """A CA, a server certificate for localhost/127.0.0.1; `tls_material.client(name)` for clients."""
@@ -175,7 +203,7 @@ def start_mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartM
         process.stop()
 
 
-BACKENDS = ("memory", "mosquitto", "mosquitto-tls")
+BACKENDS = ("memory", "mosquitto", "mosquitto-tls", "mosquitto-tls-awscrt")
 
 
 @pytest.fixture(params=BACKENDS)
@@ -188,7 +216,9 @@ def mqtt_backend(request: pytest.FixtureRequest, tls_material: TlsMaterial) -> I
         start: StartMosquitto = request.getfixturevalue("start_mosquitto")
         if request.param == "mosquitto":
             backend = MosquittoBackend(start())
-        else:
+        elif request.param == "mosquitto-tls":
             backend = MosquittoBackend(start(tls=tls_material, acl=THING_ACL))
+        else:
+            backend = AwsIotBackend(start(tls=tls_material, acl=THING_ACL))
     yield backend
     backend.close()

@@ -1,8 +1,9 @@
 """The MessageBus contract: one body per behaviour, run on every backend (tests/mqtt_fixtures.py).
 
-Backends: the simulated broker with InMemoryMessageBus, and PahoMessageBus on a Mosquitto of the
-test's own over TCP and over mutual TLS. Absence is proven without sleeping: a marker message
-published afterwards on the same connection arrives after anything that should not have.
+Backends: the simulated broker with InMemoryMessageBus, PahoMessageBus on a Mosquitto of the
+test's own over TCP and over mutual TLS, and AwsIotMessageBus (awscrt) on that TLS Mosquitto.
+Absence is proven without sleeping: a marker message published afterwards on the same connection
+arrives after anything that should not have.
 """
 
 from __future__ import annotations
@@ -64,6 +65,25 @@ def test_aws_thing_topics_work_and_a_leading_wildcard_does_not_match_them(mqtt_b
 
     assert [m.topic for m in jobs_requests.wait_for(2)] == [f"{jobs}/start-next", f"{jobs}/notify-next"]
     assert [m.payload for m in notified.wait_for(1)] == [b'{"execution": {}}']
+    assert [m.topic for m in everything.wait_for(1)] == [f"edgesim/{thing}/marker"]
+
+
+def test_a_bus_subscribed_to_hash_and_to_aws_topics_hands_aws_messages_only_to_the_aws_handler(
+    mqtt_backend: MqttBackend,
+) -> None:
+    # The broker sends the `$aws` message once, for the `$aws` filter; awscrt's own dispatch would
+    # also give it to the `#` callback of the same connection (feasibility.md section 5).
+    thing = unique("dev")
+    everything, jobs_requests = Collector(), Collector()
+    cloud = mqtt_backend.bus(unique("cloud"), identity=CLOUD)
+    cloud.subscribe("#", everything)
+    cloud.subscribe(f"$aws/things/{thing}/jobs/#", jobs_requests)
+    device = mqtt_backend.bus(thing)
+
+    device.publish(f"$aws/things/{thing}/jobs/start-next", b"{}", qos=1)
+    device.publish(f"edgesim/{thing}/marker", b"marker", qos=1)
+
+    assert [m.topic for m in jobs_requests.wait_for(1)] == [f"$aws/things/{thing}/jobs/start-next"]
     assert [m.topic for m in everything.wait_for(1)] == [f"edgesim/{thing}/marker"]
 
 
