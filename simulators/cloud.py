@@ -14,6 +14,8 @@ What each profile builds:
   (default: Mosquitto on mqtt://127.0.0.1:1883) through `PahoMessageBus`; the jobs data plane as
   a client of that broker (`BusJobsFrontend`, identity `cloud`).
 
+The broker can be chosen apart from moto (`mqtt="local"` with the fake profile, or
+`EDGESIM_MQTT_BACKEND=local` through `from_settings`): moto in-process with a real Mosquitto.
 Both add a `MotoJobsBridge` between moto and the plane, and the project's seed resources
 (`simulators.moto_seed`: bucket, thing, thing group, certificate, policy, registry groups).
 
@@ -109,13 +111,19 @@ class SimulatedCloud:
         moto_port: int = 0,
         poll_interval: float = 0.2,
         policy: Policy | None = None,
+        mqtt: str | None = None,
     ) -> None:
-        if profile not in PROFILES:
-            raise ConfigError(f"a simulated cloud's profile is one of {', '.join(PROFILES)}, not {profile!r}")
-        if profile == "fake" and (mqtt_url is not None or tls is not None):
-            raise ConfigError("the fake profile has its own in-process broker: mqtt_url and tls are for local")
+        """`profile` picks moto's mode; `mqtt` (default: the profile) picks the broker on its own:
+        "fake" the in-process SimulatedBroker, "local" a real broker at `mqtt_url`."""
+        mqtt = mqtt or profile
+        for name, value in (("profile", profile), ("mqtt", mqtt)):
+            if value not in PROFILES:
+                raise ConfigError(f"a simulated cloud's {name} is one of {', '.join(PROFILES)}, not {value!r}")
+        if mqtt == "fake" and (mqtt_url is not None or tls is not None):
+            raise ConfigError("the fake broker is in-process: mqtt_url and tls are for a local (real) broker")
         self.profile = profile
-        self.address = BrokerAddress.parse(mqtt_url or DEFAULT_MQTT_URL) if profile == "local" else None
+        self.mqtt = mqtt
+        self.address = BrokerAddress.parse(mqtt_url or DEFAULT_MQTT_URL) if mqtt == "local" else None
         if self.address is not None and self.address.tls != (tls is not None):
             raise ConfigError("an mqtts:// broker needs tls, and tls needs an mqtts:// broker")
         self.tls = tls
@@ -135,17 +143,21 @@ class SimulatedCloud:
 
     @classmethod
     def from_settings(cls, settings: Settings, **options: Any) -> SimulatedCloud:
-        """The cloud of `settings.profile` (fake or local); `options` as for the constructor.
+        """The cloud of `settings` (fake or local); `options` as for the constructor.
 
-        One moto and one broker serve every port here, so a per-port backend override
-        (`EDGESIM_<PORT>_BACKEND`) other than the profile itself is refused, as is the aws profile.
+        `EDGESIM_MQTT_BACKEND` may pick the broker apart from the rest (e.g. moto in-process with a
+        real Mosquitto). The object store, jobs and registry ports share one moto, so their
+        backends must agree; the aws backend is refused (there is nothing to simulate).
         """
-        if settings.profile not in PROFILES:
-            raise ConfigError(f"a simulated cloud serves the fake and local profiles, not {settings.profile!r}")
-        mixed = {port: backend for port, backend in settings.backends.items() if backend != settings.profile}
-        if mixed:
-            raise ConfigError(f"SimulatedCloud serves one profile for every port; cannot honour overrides {mixed}")
-        return cls(settings.profile, **options)
+        moto_ports = {port: settings.backend_for(port) for port in ("object_store", "jobs", "registry")}
+        mqtt = settings.backend_for("mqtt")
+        if "aws" in (*moto_ports.values(), mqtt):
+            raise ConfigError("a simulated cloud serves the fake and local backends, not aws")
+        if len(set(moto_ports.values())) > 1:
+            raise ConfigError(
+                f"object_store, jobs and registry share one moto: their backends must agree, not {moto_ports}"
+            )
+        return cls(moto_ports["object_store"], mqtt=mqtt, **options)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -157,7 +169,7 @@ class SimulatedCloud:
         self._moto = MotoEnvironment(mode, self.region, port=self.moto_port).start()
         try:
             options = {"region": self.region, "account": self._moto.account_id, "observer": self._observe}
-            self._frontend = self._start_fake(options) if self.profile == "fake" else self._start_local(options)
+            self._frontend = self._start_fake(options) if self.mqtt == "fake" else self._start_local(options)
             self._bridge = MotoJobsBridge(self._frontend.plane, self._moto, poll_interval=self.poll_interval)
             self._project = self._moto.seed_project(self.project_name)
             self._bridge.start()
@@ -275,7 +287,7 @@ class SimulatedCloud:
         """
         client_id = client_id or thing
         bus: MessageBus
-        if self.profile == "fake":
+        if self.mqtt == "fake":
             bus = InMemoryMessageBus(_started(self.broker), client_id, identity=thing)
         else:
             assert self.address is not None

@@ -76,13 +76,18 @@ class Device:
         return payload
 
 
-@pytest.fixture(params=("fake", "local"))
+@pytest.fixture(params=("fake", "local", "fake+mosquitto"))
 def cloud(request: pytest.FixtureRequest, unique_name: Callable[[str], str]) -> Iterator[SimulatedCloud]:
-    """A started SimulatedCloud with a project of its own; `local` uses a Mosquitto of the test's own."""
+    """A started SimulatedCloud with a project of its own; a real broker is a Mosquitto of the test's own.
+
+    "fake+mosquitto" is the fake profile with EDGESIM_MQTT_BACKEND=local: moto in-process, real broker.
+    """
+    profile, _, broker = request.param.partition("+")
     options: dict[str, Any] = {"project": unique_name("p")}
-    if request.param == "local":
+    if profile == "local" or broker:
         options["mqtt_url"] = request.getfixturevalue("start_mosquitto")().url
-    with SimulatedCloud(request.param, **options) as started:
+        options["mqtt"] = "local"
+    with SimulatedCloud(profile, **options) as started:
         yield started
 
 

@@ -43,10 +43,15 @@ def test_profiles_and_broker_options_must_agree() -> None:
     assert SimulatedCloud("local").mqtt_url == "mqtt://127.0.0.1:1883"
 
 
-def test_from_settings_takes_the_profile_and_refuses_mixed_backends() -> None:
-    assert SimulatedCloud.from_settings(Settings(profile="local")).profile == "local"
-    assert SimulatedCloud.from_settings(Settings(profile="fake", backends={"mqtt": "fake"})).profile == "fake"
-    with pytest.raises(ConfigError):
+def test_from_settings_takes_the_profile_and_the_mqtt_override() -> None:
+    local = SimulatedCloud.from_settings(Settings(profile="local"))
+    assert (local.profile, local.mqtt) == ("local", "local")
+    mixed = SimulatedCloud.from_settings(Settings(profile="fake", backends={"mqtt": "local"}))
+    assert (mixed.profile, mixed.mqtt) == ("fake", "local")
+    assert mixed.mqtt_url == "mqtt://127.0.0.1:1883"
+    with pytest.raises(ConfigError, match="aws"):
         SimulatedCloud.from_settings(Settings(profile="aws"))
-    with pytest.raises(ConfigError):
-        SimulatedCloud.from_settings(Settings(profile="fake", backends={"mqtt": "local"}))
+    with pytest.raises(ConfigError, match="aws"):
+        SimulatedCloud.from_settings(Settings(profile="fake", backends={"mqtt": "aws"}))
+    with pytest.raises(ConfigError, match="must agree"):
+        SimulatedCloud.from_settings(Settings(profile="fake", backends={"registry": "local"}))
