@@ -85,8 +85,8 @@ class JobsDataPlane:
         """A publish from a device (`thing_name` = the requester, who gets the reply)."""
         with self._lock:
             handled = self.protocol.process(thing_name, topic, payload)
-            self._outbox.extend(handled.messages)
             self._enqueue_changes(handled.changes)
+            self._outbox.extend(handled.messages)
             self._reschedule()
         self._drain()
 
@@ -181,13 +181,15 @@ class JobsDataPlane:
     def _run(self, operation: Callable[[], Outcome]) -> dict[str, Any]:
         with self._lock:
             outcome = operation()
-            self._outbox.extend(JobsProtocol.broadcasts(outcome.notifications))
             self._enqueue_changes(outcome.changes)
+            self._outbox.extend(JobsProtocol.broadcasts(outcome.notifications))
             self._reschedule()
         self._drain()
         return outcome.reply
 
     def _enqueue_changes(self, changes: list[StateChange]) -> None:
+        """Queue state changes for the observer AHEAD of the messages they caused: whoever hears a
+        reply or a notification then finds the control plane (moto, through the bridge) agreeing."""
         if self._observer is not None:
             self._outbox.extend(changes)
 
@@ -211,8 +213,8 @@ class JobsDataPlane:
                 return  # a timer cancelled too late (a wall clock thread) or replaced
             self._timer = self._timer_at = None
             outcome = self.model.advance()
-            self._outbox.extend(JobsProtocol.broadcasts(outcome.notifications))
             self._enqueue_changes(outcome.changes)
+            self._outbox.extend(JobsProtocol.broadcasts(outcome.notifications))
             self._reschedule()
         self._drain()
 

@@ -133,3 +133,26 @@ def test_the_plain_model_returns_replies_and_notifications_without_any_transport
     expired = model.advance()
     assert [n.kind for n in expired.notifications] == ["notify-next", "notify"]
     assert [c.execution.status for c in expired.changes if c.execution] == ["TIMED_OUT"]
+
+
+def test_the_observer_hears_of_each_change_before_the_messages_it_caused_go_out() -> None:
+    """So a control plane mirrored by the observer (moto, through the bridge) already agrees with
+    what a device has just been told."""
+    events: list[str] = []
+    device = EagerDevice()
+
+    def publish(t: str, payload: bytes) -> None:
+        events.append("message:" + t.split("/jobs/")[1])
+        device.publish(t, payload)
+
+    def observe(change: Any) -> None:
+        status = change.execution.status if change.execution is not None else change.job_status
+        events.append(f"change:{status}")
+
+    plane = JobsDataPlane(make_clock(), publish=publish, observer=observe)
+    device.plane = plane
+    plane.create_job(JobSpec(job_id="j1", targets=[thing_arn("t1")], document={"v": 1}))
+    first_queued = events.index("change:QUEUED")
+    assert first_queued < events.index("message:notify-next")
+    assert events.index("change:IN_PROGRESS") < events.index("message:start-next/accepted")
+    assert events.index("change:SUCCEEDED") < events.index("message:j1/update/accepted")
