@@ -1,0 +1,93 @@
+"""Safe extraction of a downloaded model package archive (`.tar`, `.tar.gz`, any tar compression).
+
+The seed called `tarfile.extractall` on whatever S3 returned, with no path filter, straight into
+the live model folder (seed-behaviours.md section 2). Here every member is checked before a byte is
+written: no absolute path, no `..`, no device or FIFO, links only to members inside the package,
+at most `max_files` members and `max_bytes` declared bytes. Extraction goes to a fresh folder
+beside `dest` and is renamed into place only when complete, so a failure or a crash never leaves
+a half-extracted package where a loadable one is expected.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tarfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from system.errors import EdgesimError
+
+
+class ArchiveError(EdgesimError):
+    """The archive is corrupt, truncated, or breaks one of the extraction rules (the message says which)."""
+
+
+@dataclass(frozen=True)
+class ExtractionLimits:
+    max_files: int = 10_000
+    max_bytes: int = 2 * 1024**3  # the sum of the members' declared sizes
+
+
+def _check_member(member: tarfile.TarInfo, names: set[str]) -> None:
+    name = member.name
+    path = PurePosixPath(name)
+    if not name or path.is_absolute() or name.startswith("/") or "\\" in name:
+        raise ArchiveError(f"member {name!r}: absolute or malformed path")
+    if ".." in path.parts:
+        raise ArchiveError(f"member {name!r}: '..' would leave the package folder")
+    if member.isdev() or member.isfifo():
+        raise ArchiveError(f"member {name!r}: device and FIFO files are not allowed")
+    if member.issym() or member.islnk():
+        target = PurePosixPath(member.linkname)
+        resolved = target if member.islnk() else path.parent / target
+        if target.is_absolute() or ".." in _normalise(resolved).parts or _normalise(resolved).as_posix() not in names:
+            raise ArchiveError(f"member {name!r}: link to {member.linkname!r} leaves the package or points nowhere")
+    elif not (member.isfile() or member.isdir()):
+        raise ArchiveError(f"member {name!r}: unsupported member type")
+
+
+def _normalise(path: PurePosixPath) -> PurePosixPath:
+    parts: list[str] = []
+    for part in path.parts:
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                return PurePosixPath("..", *path.parts)
+            parts.pop()
+        else:
+            parts.append(part)
+    return PurePosixPath(*parts)
+
+
+def extract_package(archive: Path, dest: Path, limits: ExtractionLimits | None = None) -> Path:
+    """Extract `archive` into `dest` (which must not exist yet); returns `dest`."""
+    limits = limits or ExtractionLimits()
+    if dest.exists():
+        raise ArchiveError(f"{dest} already exists; refusing to extract over it")
+    staging = dest.with_name(f".{dest.name}.extracting-{uuid.uuid4().hex[:8]}")
+    try:
+        with tarfile.open(archive, mode="r:*") as tar:
+            members = tar.getmembers()
+            if len(members) > limits.max_files:
+                raise ArchiveError(f"{archive.name}: {len(members)} members, more than the {limits.max_files} allowed")
+            declared = sum(m.size for m in members if m.isfile())
+            if declared > limits.max_bytes:
+                raise ArchiveError(
+                    f"{archive.name}: {declared} bytes declared, more than the {limits.max_bytes} allowed"
+                )
+            names = {_normalise(PurePosixPath(m.name)).as_posix() for m in members}
+            for member in members:
+                _check_member(member, names)
+            staging.mkdir(parents=True)
+            # The "data" filter repeats the path checks and drops ownership and unsafe modes.
+            tar.extractall(staging, filter="data")
+        os.replace(staging, dest)
+    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        raise ArchiveError(f"{archive.name}: cannot extract: {exc}") from exc
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return dest
