@@ -33,7 +33,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -45,14 +44,13 @@ from awscrt import mqtt
 from awscrt.exceptions import AwsCrtError
 from awsiot import mqtt_connection_builder
 
-from system.adapters.mqtt_handlers import HandlerEntry, HandlerRegistry, HandlerSubscription
+from system.adapters.mqtt_handlers import Dispatcher, HandlerEntry, HandlerRegistry, HandlerSubscription
 from system.adapters.tls import TlsFiles
 from system.errors import ConfigError, MessageBusError, NotAuthorizedError
 from system.ports import Message, MessageHandler
 
 log = logging.getLogger(__name__)
 
-_STOP = object()
 _REFUSED_QOS = 0x80  # SUBACK "Failure" (MQTT 3.1.1 section 3.9.3)
 _NOT_AUTHORIZED = (mqtt.ConnectReturnCode.BAD_USERNAME_OR_PASSWORD, mqtt.ConnectReturnCode.NOT_AUTHORIZED)
 # What awscrt raises: AwsCrtError from its callbacks, RuntimeError ("5128 (AWS_ERROR_MQTT_INVALID_TOPIC)")
@@ -114,8 +112,7 @@ class AwsIotMessageBus:
         self._closed = False
         self._ready = threading.Event()  # connected, and the subscriptions sent on connect acknowledged
         self._generation = 0  # counts connections, so a late SUBACK of an old one changes nothing
-        self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._dispatcher: threading.Thread | None = None
+        self._dispatcher = Dispatcher(client_id, self._run)
         self._connection = self._make_connection(tls, keepalive, clean_session, will, reconnect_delay)
 
     def _make_connection(
@@ -165,7 +162,7 @@ class AwsIotMessageBus:
         with self._lock:
             if self._closed:
                 raise MessageBusError(f"{self._client_id}: the bus is closed")
-            self._start_dispatcher()
+            self._dispatcher.start()
             started = self._started
         if not started:
             self._first_connect(timeout)
@@ -257,10 +254,7 @@ class AwsIotMessageBus:
                 self._connection.disconnect().result(self.operation_timeout)
             except (*_CRT_ERRORS, TimeoutError) as error:  # closing goes on: report it, nothing to retry
                 log.warning("%s: DISCONNECT failed: %s", self._client_id, error)
-        self._inbox.put(_STOP)
-        dispatcher = self._dispatcher
-        if dispatcher is not None and dispatcher is not threading.current_thread():
-            dispatcher.join(self.operation_timeout)
+        self._dispatcher.stop(self.operation_timeout)
 
     # -- awscrt operations ---------------------------------------------------------------------------
 
@@ -333,7 +327,7 @@ class AwsIotMessageBus:
             if generation != self._generation or not self._connected:
                 return  # the connection these SUBACKs belong to is gone
             for listener in listeners:
-                self._inbox.put(listener)
+                self._dispatcher.put(listener)
         self._ready.set()
 
     def _on_interrupted(self, connection: mqtt.Connection, error: Exception, **kwargs: Any) -> None:
@@ -355,21 +349,15 @@ class AwsIotMessageBus:
             log.error("%s: reconnect refused by the broker: %s", self._client_id, return_code.name)
 
     def _on_message(self, topic: str, payload: bytes, dup: bool, qos: mqtt.QoS, retain: bool, **kwargs: Any) -> None:
-        self._inbox.put(Message(topic, bytes(payload), int(qos), bool(retain)))
+        self._dispatcher.put(Message(topic, bytes(payload), int(qos), bool(retain)))
 
     # -- dispatcher thread ---------------------------------------------------------------------------
 
-    def _start_dispatcher(self) -> None:
-        if self._dispatcher is None:
-            self._dispatcher = threading.Thread(target=self._dispatch, name=f"{self._client_id}-dispatch", daemon=True)
-            self._dispatcher.start()
-
-    def _dispatch(self) -> None:
-        while (item := self._inbox.get()) is not _STOP:
-            if isinstance(item, Message):
-                self.handlers.dispatch(item)  # matched by the MQTT rules: `#` never gets `$aws/...`
-            else:
-                self.handlers.call(item)
+    def _run(self, item: object) -> None:
+        if isinstance(item, Message):
+            self.handlers.dispatch(item)  # matched by the MQTT rules: `#` never gets `$aws/...`
+        elif callable(item):
+            self.handlers.call(item)
 
 
 def _refused(suback: dict[str, Any]) -> bool:

@@ -10,6 +10,7 @@ Matching is the caller's (paho's matcher, or the simulator's own); results are c
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Callable
 
@@ -118,3 +119,39 @@ class HandlerRegistry:
                 self._by_topic.clear()
             self._by_topic[topic] = handlers
             return handlers
+
+
+_STOP = object()
+
+
+class Dispatcher:
+    """The thread a network client hands its messages and connect listeners to.
+
+    Items run one at a time, in the order they were put, off the network thread (a slow handler
+    never blocks keepalive). `run(item)` is the bus's: dispatch a message (then ack it), or call a
+    listener. Started on first use; `stop()` lets queued items finish, then ends the thread.
+    """
+
+    def __init__(self, name: str, run: Callable[[object], None]) -> None:
+        self._name = name
+        self._run = run
+        self._inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name=f"{self._name}-dispatch", daemon=True)
+            self._thread.start()
+
+    def put(self, item: object) -> None:
+        self._inbox.put(item)
+
+    def stop(self, timeout: float) -> None:
+        self._inbox.put(_STOP)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def _loop(self) -> None:
+        while (item := self._inbox.get()) is not _STOP:
+            self._run(item)

@@ -24,7 +24,6 @@ goes to every matching handler; a broker that denies a publish silently (Mosquit
 from __future__ import annotations
 
 import logging
-import queue
 import socket
 import ssl
 import threading
@@ -36,7 +35,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from system.adapters.mqtt_handlers import HandlerEntry, HandlerRegistry, HandlerSubscription
+from system.adapters.mqtt_handlers import Dispatcher, HandlerEntry, HandlerRegistry, HandlerSubscription
 from system.adapters.tls import TlsFiles
 from system.errors import MessageBusError, NotAuthorizedError
 from system.ports import Message, MessageHandler
@@ -44,7 +43,6 @@ from system.ports import Message, MessageHandler
 log = logging.getLogger(__name__)
 
 _NOT_AUTHORIZED = (0x86, 0x87)  # CONNACK "bad user name or password", "not authorized" (3.1.1 codes 4, 5)
-_STOP = object()
 
 
 class _Acks:
@@ -107,8 +105,7 @@ class PahoMessageBus:
         self._ready = threading.Event()  # ... and the subscriptions sent on connect were acknowledged
         self._listeners_due: list[Callable[[], None]] = []
         self._connect_error: MessageBusError | None = None
-        self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._dispatcher: threading.Thread | None = None
+        self._dispatcher = Dispatcher(client_id, self._run)
         self._loop_started = False
         self._closed = False
         self._client = self._make_client(tls, will, reconnect_delay)
@@ -159,7 +156,7 @@ class PahoMessageBus:
                 raise MessageBusError(f"{self._client_id}: the bus is closed")
             if self.connected:
                 return
-            self._start_dispatcher()
+            self._dispatcher.start()
             self._connack.clear()
             self._ready.clear()
             self._connect_error = None
@@ -243,10 +240,7 @@ class PahoMessageBus:
             self._closed = True
         self._client.disconnect()
         self._client.loop_stop()
-        self._inbox.put(_STOP)
-        dispatcher = self._dispatcher
-        if dispatcher is not None and dispatcher is not threading.current_thread():
-            dispatcher.join(self.operation_timeout)
+        self._dispatcher.stop(self.operation_timeout)
 
     # -- paho callbacks (network thread) ----------------------------------------------------------
 
@@ -280,7 +274,7 @@ class PahoMessageBus:
         # pending jobs must be subscribed to the replies, and other clients may publish right away.
         listeners, self._listeners_due = self._listeners_due, []
         for listener in listeners:
-            self._inbox.put(listener)
+            self._dispatcher.put(listener)
         self._ready.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
@@ -303,23 +297,17 @@ class PahoMessageBus:
             self._subscriptions_ready()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self._inbox.put(message)
+        self._dispatcher.put(message)
 
     # -- dispatcher thread -------------------------------------------------------------------------
 
-    def _start_dispatcher(self) -> None:
-        if self._dispatcher is None:
-            self._dispatcher = threading.Thread(target=self._dispatch, name=f"{self._client_id}-dispatch", daemon=True)
-            self._dispatcher.start()
-
-    def _dispatch(self) -> None:
-        while (item := self._inbox.get()) is not _STOP:
-            if isinstance(item, mqtt.MQTTMessage):
-                self.handlers.dispatch(Message(item.topic, bytes(item.payload), item.qos, bool(item.retain)))
-                if item.qos:
-                    self._client.ack(item.mid, item.qos)  # manual ack: only after the handlers ran
-            else:
-                self.handlers.call(item)
+    def _run(self, item: object) -> None:
+        if isinstance(item, mqtt.MQTTMessage):
+            self.handlers.dispatch(Message(item.topic, bytes(item.payload), item.qos, bool(item.retain)))
+            if item.qos:
+                self._client.ack(item.mid, item.qos)  # manual ack: only after the handlers ran
+        elif callable(item):
+            self.handlers.call(item)
 
     def _cancel(self, entry: HandlerEntry) -> None:
         self.handlers.deactivate(entry)  # outside self._lock: a running handler may be waiting for it

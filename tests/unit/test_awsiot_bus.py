@@ -229,7 +229,8 @@ def test_aws_topics_reach_only_handlers_whose_filter_matches_by_the_mqtt_rules(m
 
     assert everything.wait_for(2) == [Message("edgesim/other", b"x", 1), Message("edgesim/marker", b"x", 1)]
     assert [m.topic for m in jobs.messages] == ["$aws/things/dev1/jobs/notify-next"] and cancelled.messages == []
-    assert dispatch_threads == [bus._dispatcher] and bus._dispatcher is not threading.current_thread()
+    assert len(dispatch_threads) == 1 and dispatch_threads[0] is not threading.current_thread()
+    assert dispatch_threads[0].name == "stubbed-dispatch"  # the bus's dispatcher, not awscrt's thread
     assert stub.subscribed == ["#", "$aws/things/+/jobs/#", "edgesim/other"]
     assert stub.unsubscribed == ["edgesim/other"]
 
