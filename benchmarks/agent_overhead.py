@@ -20,7 +20,6 @@ section 5 sets the targets; they are reported, never asserted.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
@@ -37,6 +36,7 @@ import numpy as np
 
 from benchmarks.agent_process import AgentProcess
 from benchmarks.machine import machine_description
+from benchmarks.markdown import publish
 from benchmarks.overhead_report import TARGET_LABELS, plot, render_section
 
 MODEL_NAME = "img-classification-1"
@@ -390,20 +390,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     results = run(options, command_line(argv))
     options.out.mkdir(parents=True, exist_ok=True)
-    json_path = options.out / "agent_overhead.json"
-    results["json_path"] = str(json_path)
     results["plot"] = plot(results, options.out / "agent_overhead.png")
-    json_path.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"results: {json_path}; plot: {results['plot']['path'] or results['plot']['reason']}")
-    if options.markdown is not None:
-        from benchmarks.markdown import write_section
-
-        write_section(options.markdown, SECTION, render_section(results))
-        print(f"markdown: section {SECTION} of {options.markdown}")
-    for target in results["targets"]:
-        verdict = {True: "met", False: "NOT met", None: "not measured"}[target["met"]]
-        print(f"target {target['target']} {target['limit']}: {target['measured']} -> {verdict}")
-    print(f"done in {results['runtime_seconds']:.0f} s")
+    print(f"plot: {results['plot']['path'] or results['plot']['reason']}")
+    publish(
+        results, options.out / "agent_overhead.json", markdown=options.markdown, section=SECTION, render=render_section
+    )
     return 0
 
 

@@ -24,7 +24,6 @@ rate of paho through Mosquitto", is evaluated for the default `simulated` path a
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import subprocess
@@ -43,6 +42,7 @@ import numpy as np
 
 from benchmarks.broker_pairs import BusPair, Flow, PahoClientPair, Pair
 from benchmarks.machine import machine_description
+from benchmarks.markdown import publish
 from simulators.broker import InMemoryMessageBus, SimulatedBroker
 from simulators.mosquitto import MosquittoProcess, find_mosquitto
 from system.adapters.paho_bus import PahoMessageBus
@@ -304,21 +304,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     options = parse_args(argv)
     results = run(options, command_line(argv))
-    options.out.mkdir(parents=True, exist_ok=True)
-    json_path = options.out / "broker.json"
-    results["json_path"] = str(json_path)
-    json_path.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"results: {json_path}")
-    if options.markdown is not None:
-        from benchmarks.broker_report import render_section
-        from benchmarks.markdown import write_section
+    from benchmarks.broker_report import render_section
 
-        write_section(options.markdown, SECTION, render_section(results))
-        print(f"markdown: section {SECTION} of {options.markdown}")
-    for target in results["targets"]:
-        verdict = {True: "met", False: "NOT met", None: "not measured"}[target["met"]]
-        print(f"target {target['target']} {target['limit']}: {target['measured']} -> {verdict}")
-    print(f"done in {results['runtime_seconds']:.0f} s")
+    publish(results, options.out / "broker.json", markdown=options.markdown, section=SECTION, render=render_section)
     return 0
 
 

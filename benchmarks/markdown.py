@@ -7,8 +7,10 @@ file (with a short header) when there is none, so benchmarks can be added one at
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 HEADER = """# Benchmarks
 
@@ -44,3 +46,25 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def publish(
+    results: dict[str, Any],
+    json_path: Path,
+    *,
+    markdown: Path | None,
+    section: str,
+    render: Callable[[dict[str, Any]], str],
+) -> None:
+    """The end of every benchmark: the JSON file, its BENCHMARKS.md section, the targets on stdout."""
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    results["json_path"] = str(json_path)
+    json_path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"results: {json_path}")
+    if markdown is not None:
+        write_section(markdown, section, render(results))
+        print(f"markdown: section {section} of {markdown}")
+    for target in results["targets"]:
+        verdict = {True: "met", False: "NOT met", None: "not measured"}[target["met"]]
+        print(f"target {target['target']} {target['limit']}: {target['measured']} -> {verdict}")
+    print(f"done in {results['runtime_seconds']:.0f} s")
