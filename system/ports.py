@@ -172,3 +172,32 @@ class Clock(Protocol):
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
         """Run `callback` once, `delay` seconds from now (on the clock's own thread)."""
         ...
+
+
+class InferenceClient(Protocol):
+    """The edge agent as the edge app uses it (`GrpcEdgeAgentClient` is the real one).
+
+    Errors are `AgentError` subclasses carrying the gRPC status (`system/errors.py`).
+    """
+
+    def load_model(self, name: str, url: str) -> Any: ...
+
+    def unload_model(self, name: str) -> None: ...
+
+    def list_models(self) -> Sequence[Any]:
+        """Loaded models; each has `.name` (the identifier) and `.url`."""
+        ...
+
+    def predict(self, name: str, inputs: Any, *, shared_memory: bool = False) -> dict[str, Any]:
+        """Outputs by name (numpy arrays)."""
+        ...
+
+    def capture_data(
+        self,
+        model_name: str,
+        inputs: Mapping[str, Any],
+        outputs: Mapping[str, Any],
+        *,
+        capture_id: str | None = None,
+        inference_time: float | None = None,
+    ) -> str: ...
