@@ -59,7 +59,8 @@ class SeededProject:
 
 
 def device_policy(partition: str, region: str, account_id: str, thing: str) -> dict[str, Any]:
-    """The least-privilege IoT policy of one device: its client id and its own reserved topics."""
+    """The least-privilege IoT policy of one device: its client id, its own reserved topics, and
+    publishing its telemetry (`edgesim/<thing>/telemetry/...`, system/edge/telemetry.py)."""
     prefix = f"arn:{partition}:iot:{region}:{account_id}"
     return {
         "Version": "2012-10-17",
@@ -71,6 +72,7 @@ def device_policy(partition: str, region: str, account_id: str, thing: str) -> d
                 "Resource": f"{prefix}:topic/$aws/things/{thing}/*",
             },
             {"Effect": "Allow", "Action": "iot:Subscribe", "Resource": f"{prefix}:topicfilter/$aws/things/{thing}/*"},
+            {"Effect": "Allow", "Action": "iot:Publish", "Resource": f"{prefix}:topic/edgesim/{thing}/telemetry/*"},
         ],
     }
 

@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("url", help="path of the unpacked model package folder")
         sub.set_defaults(handler=handler)
 
+    from system.edge.device_cli import add_command as add_device_command
+
+    add_device_command(commands)
     for entry in sorted(entry_points(group="edgesim.commands"), key=lambda e: e.name):
         entry.load()(commands)
     return parser

@@ -38,7 +38,8 @@ class AllowAll:
 
 
 class ThingPolicy:
-    """Devices stay under `$aws/things/<identity>/` and `shared_prefixes`; `privileged` go anywhere."""
+    """Devices stay under `$aws/things/<identity>/`, their telemetry under `edgesim/<identity>/`, and
+    `shared_prefixes`; `privileged` go anywhere (the device IoT policy of `moto_seed.device_policy`)."""
 
     def __init__(self, shared_prefixes: Iterable[str] = (), privileged: Iterable[str] = ()) -> None:
         self.shared_prefixes = tuple(shared_prefixes)
@@ -52,4 +53,6 @@ class ThingPolicy:
             return True
         if topic.startswith(self.shared_prefixes):
             return True
-        return bool(_THING_NAME.fullmatch(identity)) and topic.startswith(f"$aws/things/{identity}/")
+        return bool(_THING_NAME.fullmatch(identity)) and topic.startswith(
+            (f"$aws/things/{identity}/", f"edgesim/{identity}/")
+        )

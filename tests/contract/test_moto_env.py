@@ -89,7 +89,7 @@ def test_seeded_policy_is_least_privilege(moto_env: MotoEnvironment, unique_name
             grants.setdefault(action, set()).update(resources)
     assert grants == {
         "iot:Connect": {f"{prefix}:client/{thing}"},
-        "iot:Publish": {f"{prefix}:topic/$aws/things/{thing}/*"},
+        "iot:Publish": {f"{prefix}:topic/$aws/things/{thing}/*", f"{prefix}:topic/edgesim/{thing}/telemetry/*"},
         "iot:Receive": {f"{prefix}:topic/$aws/things/{thing}/*"},
         "iot:Subscribe": {f"{prefix}:topicfilter/$aws/things/{thing}/*"},
     }

@@ -1,0 +1,102 @@
+"""The backends of `edgesim device run` for each profile (DESIGN.md section 2).
+
+- `local`: paho-mqtt to a plain broker (`mqtt://` or `mqtts://` with client certificates), S3 at
+  `object_store.endpoint_url` (a moto server), the agent in-process on `<root>/agent.sock` or an
+  external one at `agent.target`.
+- `aws`: AWS IoT Core over mutual TLS with awsiotsdk (`mqtt.url` = `mqtts://<ats-endpoint>:8883`),
+  S3 with boto3's default credentials.
+- `fake`: everything in-process, provided by `simulators/` through the `edgesim.device_profiles`
+  entry point (`system` never imports the fakes).
+
+The synthetic camera source lives in `simulators/` too and is found through the
+`edgesim.image_sources` entry point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from importlib.metadata import entry_points
+from typing import Any
+from urllib.parse import urlparse
+
+from system.config import AgentSettings, Settings
+from system.edge.device import DeviceBackends
+from system.edge.device_config import DeviceConfig
+from system.edge.image_source import FolderImageSource, ImageSource
+from system.errors import ConfigError
+from system.ports import MessageBus
+
+
+def plugin(group: str, name: str) -> Callable[..., Any]:
+    found = [ep for ep in entry_points(group=group) if ep.name == name]
+    if not found:
+        raise ConfigError(f"nothing provides {name!r} in {group} (is edgesim installed with its simulators?)")
+    loaded: Callable[..., Any] = found[0].load()
+    return loaded
+
+
+def build_source(config: DeviceConfig) -> ImageSource:
+    source = config.source
+    if source.type == "folder":
+        assert source.path is not None
+        return FolderImageSource(source.path, order=source.order, seed=source.seed)
+    camera: ImageSource = plugin("edgesim.image_sources", "camera")(seed=source.seed)
+    return camera
+
+
+def _bus(config: DeviceConfig, profile: str) -> MessageBus:
+    from system.adapters.tls import TlsFiles
+
+    url = urlparse(config.mqtt_url)
+    if url.scheme not in ("mqtt", "mqtts") or not url.hostname:
+        raise ConfigError(f"mqtt.url must be mqtt://host:port or mqtts://host:port, not {config.mqtt_url!r}")
+    tls = TlsFiles(**config.mqtt_tls) if config.mqtt_tls else None
+    if (url.scheme == "mqtts") != (tls is not None):
+        raise ConfigError("an mqtts:// broker needs mqtt.tls (ca, cert, key), and mqtt.tls needs mqtts://")
+    client_id = config.mqtt_client_id or config.thing_name
+    if profile == "aws":
+        from system.adapters.awsiot_bus import AwsIotMessageBus
+
+        assert tls is not None
+        return AwsIotMessageBus(url.hostname, url.port or 8883, client_id, tls, keepalive=45)
+    from system.adapters.paho_bus import PahoMessageBus
+
+    return PahoMessageBus(url.hostname, url.port or (8883 if tls else 1883), client_id, tls, keepalive=45)
+
+
+def build_backends(config: DeviceConfig, settings: Settings, profile: str) -> DeviceBackends:
+    """The backends of `profile` for this device (the caller stops them through `closers`)."""
+    if profile == "fake":
+        fake: DeviceBackends = plugin("edgesim.device_profiles", "fake")(config, settings)
+        return fake
+    import boto3
+
+    from system.adapters.agent_client import GrpcEdgeAgentClient
+    from system.adapters.s3_object_store import S3ObjectStore
+
+    s3 = boto3.client("s3", endpoint_url=config.s3_endpoint_url, region_name=config.region)
+    closers: list[Callable[[], None]] = []
+    target = config.agent_target
+    if not target:
+        from system.agent.server import EdgeAgent
+
+        agent_settings = replace(settings.agent, socket_path=str(config.root / "agent.sock"), address="")
+        if config.agent_config is not None:
+            agent_settings = AgentSettings.from_agent_config_file(config.agent_config, agent_settings)
+        capture = agent_settings.capture
+        store = S3ObjectStore(s3, capture.bucket) if capture.destination == "Cloud" else None
+        config.root.mkdir(parents=True, exist_ok=True)
+        agent = EdgeAgent(agent_settings, capture_store=store)
+        target = agent.start()
+        closers.append(agent.stop)
+    client = GrpcEdgeAgentClient(target)
+    closers.append(client.close)
+    return DeviceBackends(
+        bus=_bus(config, profile),
+        stores=lambda bucket: S3ObjectStore(s3, bucket),
+        client=client,
+        source=build_source(config),
+        agent_target=target,
+        closers=closers,
+    )
