@@ -10,10 +10,10 @@ export EDGESIM_MXNET_PYTHON ?= $(abspath $(MXNET_VENV))/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: help deps-system demo test lint bench proto mxnet clean
+.PHONY: help deps-system deps-chromium demo test lint bench proto mxnet clean
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,19 +29,24 @@ $(MXNET_STAMP):
 
 mxnet: $(MXNET_STAMP) ## build .venv-mxnet (mxnet 1.9.1 + numpy 1.23.5) for the MXNet runtime worker
 
+# $(call apt_prelude,<package>): shell lines for a recipe that choose root or sudo for apt-get (in
+# $$sudo), or say that <package> cannot be installed here and end the recipe without failing: the
+# tests that need it skip, saying why.
+apt_prelude = if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; \
+	else echo "$@: WARNING: $(1) is missing and installing it needs root or sudo" \
+		"(apt-get install $(1)); the tests that need it will be skipped"; exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then echo "$@: WARNING: $(1) is missing and" \
+		"there is no apt-get: install it with your package manager; the tests that need it will be skipped"; exit 0; fi
+
 # The mosquitto binary (Debian puts it in /usr/sbin, outside a normal user's PATH) for the tests and
 # benchmarks that start a Mosquitto of their own. Installed with apt-get as root or through sudo.
 # Without systemd the package's service start is moot, and elsewhere it would start a second broker
 # on 1883 or fail against the one already there: a temporary policy-rc.d (exit 101) stops it.
 # When it cannot install, it says so and goes on: the tests that need Mosquitto skip, saying why.
-deps-system: ## install the mosquitto binary (apt-get) when it is missing; no-op when present
+deps-system: deps-chromium ## install mosquitto and chromium (apt-get) when missing; no-op when present
 	@if command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto; then exit 0; fi; \
-	if [ "$$(id -u)" = 0 ]; then sudo=""; \
-	elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; \
-	else echo "deps-system: WARNING: mosquitto is missing and installing it needs root or sudo" \
-		"(apt-get install mosquitto); the tests that need it will be skipped"; exit 0; fi; \
-	if ! command -v apt-get >/dev/null 2>&1; then echo "deps-system: WARNING: mosquitto is missing and" \
-		"there is no apt-get: install it with your package manager; the tests that need it will be skipped"; exit 0; fi; \
+	$(call apt_prelude,mosquitto); \
 	policy=/usr/sbin/policy-rc.d; created=""; \
 	if [ ! -e $$policy ]; then \
 		echo "deps-system: writing a temporary $$policy (exit 101) so that the package starts no broker"; \
@@ -54,10 +59,22 @@ deps-system: ## install the mosquitto binary (apt-get) when it is missing; no-op
 	if [ $$status -ne 0 ]; then echo "deps-system: WARNING: apt-get failed ($$status); the tests that need mosquitto will be skipped"; \
 	else echo "deps-system: installed $$(/usr/sbin/mosquitto -h 2>/dev/null | head -n 1)"; fi
 
+# Debian's Chromium for tests/browser, which drive it with Playwright: never `playwright install`
+# (it downloads browsers; the machines have no internet). EDGESIM_CHROMIUM names another binary.
+deps-chromium: ## install the chromium browser (apt-get) for tests/browser when missing; no-op when present
+	@if [ -n "$$EDGESIM_CHROMIUM" ] && [ -x "$$EDGESIM_CHROMIUM" ]; then exit 0; fi; \
+	if command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium; then exit 0; fi; \
+	$(call apt_prelude,chromium); \
+	echo "deps-chromium: chromium is missing; running: $${sudo:+$$sudo }apt-get update && $${sudo:+$$sudo }apt-get install -y chromium"; \
+	status=0; \
+	{ $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || status=$$?; \
+	if [ $$status -ne 0 ]; then echo "deps-chromium: WARNING: apt-get failed ($$status); the browser tests will be skipped"; \
+	else echo "deps-chromium: installed $$(/usr/bin/chromium --version 2>/dev/null | head -n 1)"; fi
+
 demo: $(STAMP) ## set up, then run the demo (data, training, packaging, agent, predictions) on the fake profile
 	$(BIN)/edgesim --log-format text --log-level warning demo
 
-test: $(STAMP) $(MXNET_STAMP) deps-system ## set up (mosquitto too), then run the whole test suite
+test: $(STAMP) $(MXNET_STAMP) deps-system ## set up (mosquitto and chromium too), then run the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff and mypy

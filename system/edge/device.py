@@ -81,6 +81,7 @@ class DeviceApp:
             batch_size=config.telemetry_batch_size,
             flush_interval=config.telemetry_flush_interval,
         )
+        self.metrics.watch_telemetry(self.telemetry)
         self.engine = InferenceEngine(
             backends.client,
             self.roster,
@@ -205,10 +206,16 @@ class DeviceApp:
 
     def _on_job_change(self, state: JobState) -> None:
         if state.step is Step.DONE:
-            self.metrics.ota_event(str(state.outcome))
+            self.metrics.ota_event(str(state.outcome).lower())
             self._publish_models()
-        elif state.step in (Step.UNLOAD_OLD, Step.ROLLBACK):
+            self._record_job(state)
+            return
+        self.metrics.ota_started(state.job_id, state.model_name, state.version)
+        if state.step in (Step.UNLOAD_OLD, Step.ROLLBACK):
             self._publish_models()
+        self._record_job(state)
+
+    def _record_job(self, state: JobState) -> None:
         if self.config.telemetry_enabled:
             summary = {k: v for k, v in state.to_dict().items() if k not in ("document", "history")}
             self.telemetry.record("ota", summary)

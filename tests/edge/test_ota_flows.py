@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pytest
 
 from system.edge.device import DeviceApp
-from tests.edge.conftest import EdgeWorld, tar_folder
+from tests.edge_world import EdgeWorld, tar_folder
 
 
 def eventually(check: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
