@@ -1,4 +1,5 @@
-"""Edge-app fixtures (tests/edge, tests/browser): a simulated cloud, a real agent, real small TF models, and devices to restart."""
+"""Edge-app fixtures (tests/edge, tests/browser): a simulated cloud, a real agent, real small TF models,
+and devices to restart."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import hashlib
 import io
 import tarfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -22,10 +24,6 @@ from system.edge.device import DeviceApp, DeviceBackends
 from system.edge.device_config import DeviceConfig
 from system.ports import JobSpec
 from tests.edge_fixtures import export_broken_package, export_classifier_package, export_segmenter_package
-from tests.moto_fixtures import unique_name
-from tests.mqtt_fixtures import start_mosquitto
-
-
 
 TERMINAL = ("SUCCEEDED", "FAILED", "REJECTED", "TIMED_OUT", "CANCELED", "REMOVED")
 EXPORTERS = {
@@ -113,7 +111,7 @@ class EdgeWorld:
         return {k: v for k, v in document.items() if v is not None}
 
     def deploy(self, document: dict[str, Any]) -> str:
-        job_id = f"job-{self._next()}"
+        job_id = f"job-{self._next()}-{uuid.uuid4().hex[:8]}"  # moto's state outlives one test
         self.jobs.create_job(JobSpec(job_id=job_id, targets=[self.cloud.project.thing_arn], document=document))
         return job_id
 
@@ -150,7 +148,9 @@ class EdgeWorld:
         self._agents.append((agent, client))
         return agent, client
 
-    def start_device(self, *, agent: tuple[EdgeAgent, GrpcEdgeAgentClient] | None = None, **overrides: Any) -> DeviceApp:
+    def start_device(
+        self, *, agent: tuple[EdgeAgent, GrpcEdgeAgentClient] | None = None, **overrides: Any
+    ) -> DeviceApp:
         """A device on the shared root (a restart sees the files the last one left) and a fresh agent."""
         _, client = agent or self.agent()
         config = DeviceConfig(

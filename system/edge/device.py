@@ -175,7 +175,7 @@ class DeviceApp:
         for closer in reversed(self.backends.closers):
             try:
                 closer()
-            except Exception:
+            except Exception:  # noqa: BLE001 - one backend failing to stop must not keep the others running
                 _log.exception("error while stopping a device backend")
 
     def __enter__(self) -> DeviceApp:

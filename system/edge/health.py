@@ -42,7 +42,9 @@ def golden_input(spec: TensorSpec, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     dtype = spec.numpy_dtype
     if np.issubdtype(dtype, np.floating):
-        return rng.random(shape).astype(dtype)
+        # Rounding to a narrow type (FLOAT16) turns values near 1 into 1.0: clamp to keep [0, 1).
+        below_one = np.nextafter(np.ones((), dtype), np.zeros((), dtype))
+        return np.asarray(np.minimum(rng.random(shape).astype(dtype), below_one))
     if dtype == np.bool_:
         return np.zeros(shape, dtype=dtype)
     return rng.integers(0, 2, size=shape).astype(dtype)
@@ -71,7 +73,9 @@ def check_model(
             got = np.asarray(outputs[name])
             if got.shape != want.shape or not np.allclose(got, want, atol=atol, rtol=0):
                 worst = float(np.max(np.abs(got - want))) if got.shape == want.shape else float("nan")
-                raise HealthCheckError(f"output {name!r} differs from the package's golden output (max error {worst:g})")
+                raise HealthCheckError(
+                    f"output {name!r} differs from the package's golden output (max error {worst:g})"
+                )
     return f"{len(outputs)} output(s) as declared, finite" + (", equal to the golden output" if expected else "")
 
 
@@ -83,16 +87,19 @@ def _check_outputs(outputs: dict[str, Any], specs: tuple[TensorSpec, ...], setti
         if value.dtype != spec.numpy_dtype:
             raise HealthCheckError(f"output {spec.name!r} is {value.dtype}, the manifest declares {spec.dtype}")
         declared = spec.shape
-        if len(value.shape) != len(declared) or any(d >= 0 and d != v for d, v in zip(declared, value.shape)):
+        if len(value.shape) != len(declared) or any(
+            d >= 0 and d != v for d, v in zip(declared, value.shape, strict=True)
+        ):
             raise HealthCheckError(f"output {spec.name!r} has shape {value.shape}, the manifest declares {declared}")
         if settings.require_finite and np.issubdtype(value.dtype, np.floating) and not np.all(np.isfinite(value)):
             bad = int(np.count_nonzero(~np.isfinite(value)))
             raise HealthCheckError(f"output {spec.name!r} has {bad} non-finite value(s) (NaN or infinity)")
         if settings.output_range is not None and value.size:
             low, high = settings.output_range
-            if float(value.min()) < low or float(value.max()) > high:
+            smallest, largest = float(value.min()), float(value.max())
+            if smallest < low or largest > high:
                 raise HealthCheckError(
-                    f"output {spec.name!r} spans [{float(value.min()):g}, {float(value.max()):g}], outside [{low:g}, {high:g}]"
+                    f"output {spec.name!r} spans [{smallest:g}, {largest:g}], outside [{low:g}, {high:g}]"
                 )
 
 
@@ -101,6 +108,6 @@ def _load_npy(package_dir: Path, relative: str) -> np.ndarray:
     if package_dir.resolve() not in path.parents:
         raise HealthCheckError(f"golden file {relative!r} is outside the package")
     try:
-        return np.load(path, allow_pickle=False)
+        return np.asarray(np.load(path, allow_pickle=False))
     except (OSError, ValueError) as exc:
         raise HealthCheckError(f"cannot read golden file {relative!r}: {exc}") from exc

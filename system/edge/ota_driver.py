@@ -122,7 +122,7 @@ class OtaDriver:
                 _log.warning("IoT Jobs unreachable; will retry", extra={"fields": {"error": str(exc)}})
                 self._stop.wait(self.retry_backoff)
                 self._wake.set()
-            except Exception:  # the worker must survive anything: log it, count it, go on
+            except Exception:  # noqa: BLE001 - the worker must survive anything: log it, count it, go on
                 self.errors += 1
                 _log.exception("OTA worker error")
                 self._stop.wait(self.retry_backoff)
@@ -181,10 +181,7 @@ class OtaDriver:
                 self._check_cloud.clear()
                 state = self._reconcile(state)
                 continue
-            if state.step is Step.REPORT:
-                state = self._report(state)
-            else:
-                state = self._step(state)
+            state = self._report(state) if state.step is Step.REPORT else self._step(state)
             self._save(state)
 
     def _step(self, state: JobState) -> JobState:
@@ -196,7 +193,7 @@ class OtaDriver:
             detail, ok = self.steps.run(state), True
         except EdgesimError as exc:
             detail, ok = str(exc), False
-        except Exception as exc:  # a bug or an unexpected library error: fail the step, keep the device
+        except Exception as exc:  # noqa: BLE001 - a bug or a library error fails the step, not the device
             _log.exception("OTA step crashed", extra={"fields": {"job_id": state.job_id, "step": str(state.step)}})
             detail, ok = f"{type(exc).__name__}: {exc}", False
         log = _log.info if ok else _log.warning
@@ -261,5 +258,5 @@ class OtaDriver:
         if self._on_change is not None:
             try:
                 self._on_change(state)
-            except Exception:
+            except Exception:  # noqa: BLE001 - a listener (metrics, telemetry) never stops the OTA
                 _log.exception("OTA change listener failed")

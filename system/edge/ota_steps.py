@@ -13,7 +13,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -49,7 +49,7 @@ class OtaLimits:
     max_package_bytes: int = 1024**3
     download_attempts: int = 5  # each one resumes where the last stopped
     download_backoff_seconds: float = 0.5
-    extraction: ExtractionLimits = ExtractionLimits()
+    extraction: ExtractionLimits = field(default_factory=ExtractionLimits)
     require_sha256: bool = False  # refuse documents without a digest
 
 
@@ -150,7 +150,9 @@ class OtaSteps:
         self._remove_unless_serving(state, dest)  # a leftover of an earlier, interrupted attempt
         extract_package(self._archive(state), dest, self.limits.extraction)
         package = read_package(str(dest))  # the manifest and every file's sha256, before the agent sees it
-        return f"{len(package.manifest.files)} files, {package.size_bytes} bytes, framework {package.manifest.framework}"
+        return (
+            f"{len(package.manifest.files)} files, {package.size_bytes} bytes, framework {package.manifest.framework}"
+        )
 
     def load(self, state: JobState) -> str:
         dest = self._package_dir(state)
@@ -173,7 +175,9 @@ class OtaSteps:
 
     def switch(self, state: JobState) -> str:
         dest = self._package_dir(state)
-        serving = ServingModel(state.model_name, state.version, state.identifier, dest, read_package(str(dest)).manifest)
+        serving = ServingModel(
+            state.model_name, state.version, state.identifier, dest, read_package(str(dest)).manifest
+        )
         config = self.config_file.load()
         self.config_file.save(config.with_model(ModelEntry(state.model_name, state.version, state.identifier)))
         self.roster.switch(serving)
@@ -218,7 +222,9 @@ class OtaSteps:
             return
         folder = self.layout.package_dir(name, previous.version)
         self.config_file.save(config.with_model(ModelEntry(name, previous.version, previous.identifier)))
-        self.roster.switch(ServingModel(name, previous.version, previous.identifier, folder, read_package(str(folder)).manifest))
+        self.roster.switch(
+            ServingModel(name, previous.version, previous.identifier, folder, read_package(str(folder)).manifest)
+        )
 
     def _unload_quietly(self, identifier: str) -> bool:
         """Unload; False when the agent did not have it."""

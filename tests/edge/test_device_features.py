@@ -13,8 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from system.edge.models_config import ModelsConfigFile
 from system.ports import Message
 from system.signing import public_key_pem, sign_digest
-from tests.edge_world import EdgeWorld, tar_folder
 from tests.edge.test_ota_flows import assert_consistent, deploy_and_wait, eventually, reason
+from tests.edge_world import EdgeWorld, tar_folder
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def test_captures_land_in_s3_in_the_edge_manager_layout(world: EdgeWorld) -> Non
     key = world.store.list_keys(prefix)[0]
     assert re.match(rf"{prefix}\d{{4}}/\d{{2}}/\d{{2}}/\d{{2}}/", key), key
     record = json.loads(world.store.get_bytes(key).splitlines()[0])
-    assert {"deviceFleetInputs", "deviceFleetOutputs"} <= set(record["eventData"] if "eventData" in record else record)
+    assert {"deviceFleetInputs", "deviceFleetOutputs"} <= set(record.get("eventData", record))
 
 
 def test_telemetry_batches_reach_the_broker(world: EdgeWorld) -> None:
@@ -61,7 +61,9 @@ def test_telemetry_batches_reach_the_broker(world: EdgeWorld) -> None:
     watcher.connect()
     device = world.start_device()
     assert deploy_and_wait(world, world.document("img-classification", "1"))["status"] == "SUCCEEDED"
-    eventually(lambda: {m.topic.rsplit("/", 1)[1] for m in received} >= {"ota", "inference", "metrics"}, what="telemetry")
+    eventually(
+        lambda: {m.topic.rsplit("/", 1)[1] for m in received} >= {"ota", "inference", "metrics"}, what="telemetry"
+    )
     ota = [json.loads(m.payload) for m in received if m.topic.endswith("/ota")]
     entries = [e for batch in ota for e in batch["entries"]]
     assert any(e.get("outcome") == "SUCCEEDED" and e["step"] == "done" for e in entries)

@@ -16,8 +16,8 @@ import pytest
 
 from system.edge.device import DeviceApp
 from system.edge.ota_machine import JobState, Step
-from tests.edge_world import EdgeWorld
 from tests.edge.test_ota_flows import assert_consistent, deploy_and_wait, eventually
+from tests.edge_world import EdgeWorld
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 
