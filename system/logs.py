@@ -13,25 +13,36 @@ import sys
 import time
 from typing import Any
 
-_RESERVED = {"ts", "level", "logger", "msg"}
+_RESERVED = {"ts", "level", "logger", "msg", "exc"}  # a record's fields never overwrite these
+
+
+def record_entry(record: logging.LogRecord, ts: Any, formatter: logging.Formatter) -> dict[str, Any]:
+    """A log record as a dict: ts, level, logger, msg, the `fields` extra, and `exc` for an exception.
+
+    Shared by the JSON log lines and the telemetry log entries (system/edge/telemetry.py), so both
+    carry the same keys. A field named like a reserved key is kept as `field_<name>`.
+    """
+    entry: dict[str, Any] = {
+        "ts": ts,
+        "level": record.levelname.lower(),
+        "logger": record.name,
+        "msg": record.getMessage(),
+    }
+    fields = getattr(record, "fields", None)
+    if isinstance(fields, dict):
+        for key, value in fields.items():
+            entry[key if key not in _RESERVED else f"field_{key}"] = value
+    if record.exc_info:
+        entry["exc"] = formatter.formatException(record.exc_info)
+    return entry
 
 
 class JsonFormatter(logging.Formatter):
     """Formats a record as one JSON line: ts, level, logger, msg, then the record's fields."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            for key, value in fields.items():
-                entry[key if key not in _RESERVED else f"field_{key}"] = value
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+        entry = record_entry(record, ts, self)
         return json.dumps(entry, default=str, separators=(",", ":"))
 
 

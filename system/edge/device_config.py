@@ -77,6 +77,9 @@ class DeviceConfig:
             raise ConfigError(f"thing_name {self.thing_name!r} must be a non-empty MQTT topic level")
         if not 1 <= self.step_timeout_minutes <= 10080:
             raise ConfigError("ota.step_timeout_minutes must be 1-10080 (the IoT Jobs limits)")
+        span = self.health_output_range
+        if span is not None and (len(span) != 2 or not span[0] <= span[1]):
+            raise ConfigError("ota.health_check.output_range must be [low, high] with low <= high")
         if not 0.0 <= self.capture_fraction <= 1.0:
             raise ConfigError("inference.capture_fraction must be between 0 and 1")
         if self.rate_hz < 0:
@@ -93,76 +96,114 @@ class DeviceConfig:
             raise ConfigError("web.port must be 0-65535")
 
 
-def _section(raw: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    value = raw.get(name, {})
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{name!r} must be an object")
-    return value
+class _Section:
+    """Typed reads of one JSON object of the config; a wrong type is a ConfigError naming the key."""
+
+    def __init__(self, raw: object, name: str, base: Path) -> None:
+        if raw is None and name:
+            raw = {}  # an absent (or null) section takes every default
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{name!r} must be an object" if name else "the device config must be a JSON object")
+        self.raw, self.name, self.base = raw, name, base
+
+    def key(self, key: str) -> str:
+        return f"{self.name}.{key}" if self.name else key
+
+    def section(self, key: str) -> _Section:
+        return _Section(self.raw.get(key), self.key(key), self.base)
+
+    def _get(self, key: str, kinds: tuple[type, ...], default: Any, what: str) -> Any:
+        value = self.raw.get(key, default)
+        if value is None and default is None:
+            return None
+        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+            raise ConfigError(f"{self.key(key)} must be {what}, not {value!r}")
+        return value
+
+    def str(self, key: str, default: str | None) -> Any:
+        return self._get(key, (str,), default, "a string")
+
+    def int(self, key: str, default: int) -> int:
+        return int(self._get(key, (int,), default, "an integer"))
+
+    def float(self, key: str, default: float) -> float:
+        return float(self._get(key, (int, float), default, "a number"))
+
+    def bool(self, key: str, default: bool) -> bool:
+        return bool(self._get(key, (bool,), default, "true or false"))
+
+    def path(self, key: str, default: str | None = None) -> Path | None:
+        value = self.str(key, default)
+        if value is None:
+            return None
+        if not value:
+            raise ConfigError(f"{self.key(key)} must be a path, not an empty string")
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.base / path
 
 
-def _path(base: Path, value: object, key: str) -> Path | None:
-    if value is None:
+def _tls(mqtt: _Section) -> dict[str, Path] | None:
+    raw = mqtt.raw.get("tls")
+    if raw is None:
         return None
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{key} must be a path string")
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else base / path
+    if not isinstance(raw, Mapping) or set(raw) != {"ca", "cert", "key"}:
+        raise ConfigError("mqtt.tls needs exactly ca, cert and key paths")
+    tls = mqtt.section("tls")
+    return {k: p for k in ("ca", "cert", "key") if (p := tls.path(k)) is not None}
+
+
+def _output_range(health: _Section) -> tuple[float, float] | None:
+    raw = health.raw.get("output_range")
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) != 2 or not all(isinstance(v, (int, float)) for v in raw):
+        raise ConfigError(f"ota.health_check.output_range must be [low, high], not {raw!r}")
+    return float(raw[0]), float(raw[1])
 
 
 def parse_device_config(raw: object, base: Path) -> DeviceConfig:
     """A DeviceConfig from the parsed JSON; `base` resolves relative paths."""
-    if not isinstance(raw, Mapping):
-        raise ConfigError("the device config must be a JSON object")
-    try:
-        agent, mqtt, store = _section(raw, "agent"), _section(raw, "mqtt"), _section(raw, "object_store")
-        ota, inference, telemetry, web = (_section(raw, k) for k in ("ota", "inference", "telemetry", "web"))
-        health = _section(ota, "health_check")
-        source = _section(inference, "source")
-        tls_raw = mqtt.get("tls")
-        tls = None
-        if tls_raw is not None:
-            if not isinstance(tls_raw, Mapping) or set(tls_raw) != {"ca", "cert", "key"}:
-                raise ConfigError("mqtt.tls needs exactly ca, cert and key paths")
-            tls = {k: _path(base, v, f"mqtt.tls.{k}") for k, v in tls_raw.items()}
-        output_range = health.get("output_range")
-        config = DeviceConfig(
-            thing_name=str(raw.get("thing_name", "")),
-            root=_path(base, raw.get("root", "edgesim-device"), "root") or base,
-            models_config=_path(base, raw.get("models_config"), "models_config"),
-            agent_target=str(agent.get("target", "")),
-            agent_config=_path(base, agent.get("config"), "agent.config"),
-            mqtt_url=str(mqtt.get("url", DeviceConfig.mqtt_url)),
-            mqtt_client_id=mqtt.get("client_id"),
-            mqtt_tls=tls,  # type: ignore[arg-type]
-            s3_endpoint_url=store.get("endpoint_url"),
-            region=str(store.get("region", DeviceConfig.region)),
-            step_timeout_minutes=int(ota.get("step_timeout_minutes", DeviceConfig.step_timeout_minutes)),
-            max_package_bytes=int(ota.get("max_package_bytes", DeviceConfig.max_package_bytes)),
-            require_sha256=bool(ota.get("require_sha256", False)),
-            signing_public_key=_path(base, ota.get("signing_public_key"), "ota.signing_public_key"),
-            health_enabled=bool(health.get("enabled", True)),
-            health_output_range=tuple(float(v) for v in output_range) if output_range else None,  # type: ignore[arg-type]
-            source=SourceConfig(
-                type=str(source.get("type", "camera")),
-                path=_path(base, source.get("path"), "inference.source.path"),
-                order=str(source.get("order", "cycle")),
-                seed=int(source.get("seed", 0)),
-            ),
-            rate_hz=float(inference.get("rate_hz", DeviceConfig.rate_hz)),
-            capture_fraction=float(inference.get("capture_fraction", DeviceConfig.capture_fraction)),
-            threshold=float(inference.get("threshold", DeviceConfig.threshold)),
-            history=int(inference.get("history", DeviceConfig.history)),
-            telemetry_enabled=bool(telemetry.get("enabled", True)),
-            telemetry_flush_interval=float(telemetry.get("flush_interval", DeviceConfig.telemetry_flush_interval)),
-            telemetry_batch_size=int(telemetry.get("batch_size", DeviceConfig.telemetry_batch_size)),
-            telemetry_buffer_size=int(telemetry.get("buffer_size", DeviceConfig.telemetry_buffer_size)),
-            metrics_interval=float(telemetry.get("metrics_interval", DeviceConfig.metrics_interval)),
-            web_enabled=bool(web.get("enabled", True)),
-            web_host=str(web.get("host", DeviceConfig.web_host)),
-            web_port=int(web.get("port", DeviceConfig.web_port)),
-        )
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"device config: {exc}") from exc
+    top = _Section(raw, "", base)
+    thing_name = top.str("thing_name", "")  # never str(): null would become a thing named "None"
+    agent, mqtt, store = top.section("agent"), top.section("mqtt"), top.section("object_store")
+    ota, inference, telemetry, web = (top.section(k) for k in ("ota", "inference", "telemetry", "web"))
+    health, source = ota.section("health_check"), inference.section("source")
+    config = DeviceConfig(
+        thing_name=thing_name,
+        root=top.path("root", "edgesim-device") or base,
+        models_config=top.path("models_config"),
+        agent_target=agent.str("target", ""),
+        agent_config=agent.path("config"),
+        mqtt_url=mqtt.str("url", DeviceConfig.mqtt_url),
+        mqtt_client_id=mqtt.str("client_id", None),
+        mqtt_tls=_tls(mqtt),
+        s3_endpoint_url=store.str("endpoint_url", None),
+        region=store.str("region", DeviceConfig.region),
+        step_timeout_minutes=ota.int("step_timeout_minutes", DeviceConfig.step_timeout_minutes),
+        max_package_bytes=ota.int("max_package_bytes", DeviceConfig.max_package_bytes),
+        require_sha256=ota.bool("require_sha256", False),
+        signing_public_key=ota.path("signing_public_key"),
+        health_enabled=health.bool("enabled", True),
+        health_output_range=_output_range(health),
+        source=SourceConfig(
+            type=source.str("type", "camera"),
+            path=source.path("path"),
+            order=source.str("order", "cycle"),
+            seed=source.int("seed", 0),
+        ),
+        rate_hz=inference.float("rate_hz", DeviceConfig.rate_hz),
+        capture_fraction=inference.float("capture_fraction", DeviceConfig.capture_fraction),
+        threshold=inference.float("threshold", DeviceConfig.threshold),
+        history=inference.int("history", DeviceConfig.history),
+        telemetry_enabled=telemetry.bool("enabled", True),
+        telemetry_flush_interval=telemetry.float("flush_interval", DeviceConfig.telemetry_flush_interval),
+        telemetry_batch_size=telemetry.int("batch_size", DeviceConfig.telemetry_batch_size),
+        telemetry_buffer_size=telemetry.int("buffer_size", DeviceConfig.telemetry_buffer_size),
+        metrics_interval=telemetry.float("metrics_interval", DeviceConfig.metrics_interval),
+        web_enabled=web.bool("enabled", True),
+        web_host=web.str("host", DeviceConfig.web_host),
+        web_port=web.int("port", DeviceConfig.web_port),
+    )
     config.validate()
     return config
 

@@ -71,10 +71,13 @@ def check_model(
     if expected is not None:
         for name, want in expected.items():
             got = np.asarray(outputs[name])
-            if got.shape != want.shape or not np.allclose(got, want, atol=atol, rtol=0):
-                worst = float(np.max(np.abs(got - want))) if got.shape == want.shape else float("nan")
+            if got.shape != want.shape:
+                raise HealthCheckError(f"output {name!r} has shape {got.shape}, the golden output {want.shape}")
+            # float64 first: unsigned integer outputs would wrap around when subtracted
+            error = np.abs(got.astype(np.float64) - want.astype(np.float64))
+            if not np.all(error <= atol):
                 raise HealthCheckError(
-                    f"output {name!r} differs from the package's golden output (max error {worst:g})"
+                    f"output {name!r} differs from the package's golden output (max error {float(np.max(error)):g})"
                 )
     return f"{len(outputs)} output(s) as declared, finite" + (", equal to the golden output" if expected else "")
 

@@ -37,6 +37,8 @@ class Journal:
             return
         try:
             raw = json.loads(self.path.read_text())
+            if not isinstance(raw, dict):
+                raise ValueError(f"the journal holds a JSON {type(raw).__name__}, not an object")
             if raw.get("schema") != SCHEMA:
                 raise ValueError(f"schema {raw.get('schema')!r} is not {SCHEMA!r}")
             current = raw.get("current")
@@ -46,7 +48,10 @@ class Journal:
             # Writes are atomic, so this is a foreign or hand-edited file: keep it for a human, start clean.
             broken = self.path.with_suffix(self.path.suffix + ".unreadable")
             self.path.replace(broken)
-            _log.error("the OTA journal was unreadable and was set aside", extra={"fields": {"error": str(exc), "kept_as": str(broken)}})
+            _log.error(
+                "the OTA journal was unreadable and was set aside",
+                extra={"fields": {"error": str(exc), "kept_as": str(broken)}},
+            )
 
     @property
     def current(self) -> JobState | None:

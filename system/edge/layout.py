@@ -1,9 +1,9 @@
 """Where a device keeps its files, under one root (the seed's `$SM_EDGE_AGENT_HOME`).
 
-    <root>/models_config.json          the serving models (seed shape), unless placed elsewhere
-    <root>/model/dev/<name>/<version>/  extracted model packages (the seed's folder scheme)
-    <root>/ota/journal.json             the OTA journal
-    <root>/ota/downloads/               package archives being downloaded (kept across restarts)
+<root>/models_config.json          the serving models (seed shape), unless placed elsewhere
+<root>/model/dev/<name>/<version>/  extracted model packages (the seed's folder scheme)
+<root>/ota/journal.json             the OTA journal
+<root>/ota/downloads/               package archives being downloaded (kept across restarts)
 """
 
 from __future__ import annotations

@@ -68,15 +68,22 @@ def parse_models_config(raw: object, where: str = "models_config.json") -> Model
         raise ConfigError(f"{where}: 'models' must be a list")
     models: list[ModelEntry] = []
     for index, item in enumerate(models_raw):
-        if not isinstance(item, Mapping) or not all(isinstance(item.get(k), (str, int)) for k in ("name", "version")):
+        if not isinstance(item, Mapping) or not all(_is_scalar(item.get(k)) for k in ("name", "version")):
             raise ConfigError(f"{where}: models[{index}] needs 'name' and 'version'")
         name, version = str(item["name"]), str(item["version"])
         identifier = item.get("identifier") or f"{name}-{version.replace('.', '-')}"
+        if not isinstance(identifier, str):
+            raise ConfigError(f"{where}: models[{index}].identifier must be a string")
         if any(m.name == name for m in models):
             raise ConfigError(f"{where}: model {name!r} is listed twice; one version of a model serves at a time")
-        models.append(ModelEntry(name, version, str(identifier)))
+        models.append(ModelEntry(name, version, identifier))
     extra = {k: v for k, v in raw.items() if k not in ("mappings", "models")}
     return ModelsConfig(dict(mappings), tuple(models), extra)
+
+
+def _is_scalar(value: object) -> bool:
+    """A string or a JSON number, not a boolean: the seed took either and made it a string with str()."""
+    return isinstance(value, (str, int, float)) and not isinstance(value, bool)
 
 
 class ModelsConfigFile:

@@ -241,9 +241,7 @@ def begin(offer: JobOffer, serving: Mapping[str, Serving], policy: Policy, now: 
         update = parse_job_document(offer.document)
     except JobDocumentError as exc:
         return _finish(state, Outcome.REJECTED, f"invalid job document: {exc}", now)
-    state = replace(
-        state, model_name=update.model_name, version=update.version.text, identifier=update.identifier
-    )
+    state = replace(state, model_name=update.model_name, version=update.version.text, identifier=update.identifier)
     current = serving.get(update.model_name)
     state = replace(state, previous=current)
     if update.model_name not in policy.supported_models:
@@ -262,7 +260,9 @@ def begin(offer: JobOffer, serving: Mapping[str, Serving], policy: Policy, now: 
             now,
         )
     if policy.require_signature and update.signature is None:
-        return _finish(state, Outcome.REJECTED, "this device only installs signed packages; the job has no signature", now)
+        return _finish(
+            state, Outcome.REJECTED, "this device only installs signed packages; the job has no signature", now
+        )
     if current is not None and not update.version > Version.parse(current.version):
         return _finish(
             state,

@@ -53,7 +53,10 @@ def restore_models(
             _load(client, entry.identifier, folder, in_agent, report)
         except EdgesimError as exc:
             report.problems.append(f"{entry.identifier}: {exc}")
-            _log.error("a configured model could not be loaded", extra={"fields": {"model": entry.identifier, "error": str(exc)}})
+            _log.error(
+                "a configured model could not be loaded",
+                extra={"fields": {"model": entry.identifier, "error": str(exc)}},
+            )
             continue
         wanted.add(entry.identifier)
         roster.switch(ServingModel(entry.name, entry.version, entry.identifier, folder, package.manifest))
@@ -72,7 +75,9 @@ def restore_models(
     return report
 
 
-def _load(client: InferenceClient, identifier: str, folder: Path, in_agent: dict[str, str], report: StartupReport) -> None:
+def _load(
+    client: InferenceClient, identifier: str, folder: Path, in_agent: dict[str, str], report: StartupReport
+) -> None:
     url = in_agent.get(identifier)
     if url is not None and Path(url.removeprefix("file://")) == folder:
         report.adopted.append(identifier)

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from system.errors import EdgesimError
+from system.logs import record_entry
 from system.ports import Clock, MessageBus
 
 log = logging.getLogger(__name__)
@@ -358,7 +359,6 @@ def _encodable(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-_RESERVED = {"ts", "level", "logger", "msg", "exc"}  # as system/logs.py: fields never overwrite these
 _FORMATTER = logging.Formatter()
 
 
@@ -393,16 +393,4 @@ class TelemetryLogHandler(logging.Handler):
             self._local.busy = False
 
     def _entry(self, record: logging.LogRecord) -> dict[str, Any]:
-        entry: dict[str, Any] = {
-            "ts": record.created,
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            for key, value in fields.items():
-                entry[key if key not in _RESERVED else f"field_{key}"] = value
-        if record.exc_info:
-            entry["exc"] = (self.formatter or _FORMATTER).formatException(record.exc_info)
-        return entry
+        return record_entry(record, record.created, self.formatter or _FORMATTER)

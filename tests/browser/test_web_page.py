@@ -15,7 +15,7 @@ import pytest
 from system.edge.web.app import create_app
 from system.edge.web.server import WebServer
 from tests.browser.conftest import NO_PLAYWRIGHT, PageFactory
-from tests.unit.test_web_api import FakeDeviceView, job_dict, make_result, png_bytes, serving_models
+from tests.web_fakes import FakeDeviceView, job_dict, make_result, png_bytes, serving_models
 
 sync_api = pytest.importorskip("playwright.sync_api", reason=NO_PLAYWRIGHT)
 expect = sync_api.expect

@@ -29,13 +29,13 @@ pytestmark = pytest.mark.parametrize("world", ["local"], indirect=True)
 class DeviceProcess:
     """One `edgesim device run` process; `url` is its web UI once it has started."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, profile: str = "local") -> None:
         env = {
             **os.environ,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": "us-east-1",
-            "EDGESIM_PROFILE": "local",
+            "EDGESIM_PROFILE": profile,
             "TF_CPP_MIN_LOG_LEVEL": "3",
         }
         command = [sys.executable, "-m", "system.cli", "--log-format", "text", "device", "run", "--config", str(config)]

@@ -15,7 +15,7 @@ from system.edge.metrics import DeviceMetrics, MetricsReporter, ModelInfo, perce
 from system.edge.results import ClassificationResult, InferenceResult, SegmentationResult
 from system.edge.roster import APP_CLASSIFICATION, APP_SEGMENTATION
 from system.edge.telemetry import TelemetryPublisher
-from tests.unit.test_telemetry import RecordingBus
+from tests.bus_fakes import RecordingBus
 
 WAIT = 5.0
 CLF = ModelInfo(APP_CLASSIFICATION, "img-classification", "1", "img-classification-1")
