@@ -116,24 +116,24 @@ class _Section:
         value = self.raw.get(key, default)
         if value is None and default is None:
             return None
-        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
             raise ConfigError(f"{self.key(key)} must be {what}, not {value!r}")
         return value
 
-    def str(self, key: str, default: str | None) -> Any:
+    def str_(self, key: str, default: str | None) -> Any:
         return self._get(key, (str,), default, "a string")
 
-    def int(self, key: str, default: int) -> int:
+    def int_(self, key: str, default: int) -> int:
         return int(self._get(key, (int,), default, "an integer"))
 
-    def float(self, key: str, default: float) -> float:
+    def float_(self, key: str, default: float) -> float:
         return float(self._get(key, (int, float), default, "a number"))
 
-    def bool(self, key: str, default: bool) -> bool:
+    def bool_(self, key: str, default: bool) -> bool:
         return bool(self._get(key, (bool,), default, "true or false"))
 
-    def path(self, key: str, default: str | None = None) -> Path | None:
-        value = self.str(key, default)
+    def path_(self, key: str, default: str | None = None) -> Path | None:
+        value = self.str_(key, default)
         if value is None:
             return None
         if not value:
@@ -149,7 +149,11 @@ def _tls(mqtt: _Section) -> dict[str, Path] | None:
     if not isinstance(raw, Mapping) or set(raw) != {"ca", "cert", "key"}:
         raise ConfigError("mqtt.tls needs exactly ca, cert and key paths")
     tls = mqtt.section("tls")
-    return {k: p for k in ("ca", "cert", "key") if (p := tls.path(k)) is not None}
+    paths = {k: tls.path_(k) for k in ("ca", "cert", "key")}
+    missing = sorted(k for k, path in paths.items() if path is None)
+    if missing:
+        raise ConfigError(f"mqtt.tls.{missing[0]} must be a path, not null")
+    return {k: path for k, path in paths.items() if path is not None}
 
 
 def _output_range(health: _Section) -> tuple[float, float] | None:
@@ -164,45 +168,45 @@ def _output_range(health: _Section) -> tuple[float, float] | None:
 def parse_device_config(raw: object, base: Path) -> DeviceConfig:
     """A DeviceConfig from the parsed JSON; `base` resolves relative paths."""
     top = _Section(raw, "", base)
-    thing_name = top.str("thing_name", "")  # never str(): null would become a thing named "None"
+    thing_name = top.str_("thing_name", "")  # never str(): null would become a thing named "None"
     agent, mqtt, store = top.section("agent"), top.section("mqtt"), top.section("object_store")
     ota, inference, telemetry, web = (top.section(k) for k in ("ota", "inference", "telemetry", "web"))
     health, source = ota.section("health_check"), inference.section("source")
     config = DeviceConfig(
         thing_name=thing_name,
-        root=top.path("root", "edgesim-device") or base,
-        models_config=top.path("models_config"),
-        agent_target=agent.str("target", ""),
-        agent_config=agent.path("config"),
-        mqtt_url=mqtt.str("url", DeviceConfig.mqtt_url),
-        mqtt_client_id=mqtt.str("client_id", None),
+        root=top.path_("root", "edgesim-device") or base,
+        models_config=top.path_("models_config"),
+        agent_target=agent.str_("target", ""),
+        agent_config=agent.path_("config"),
+        mqtt_url=mqtt.str_("url", DeviceConfig.mqtt_url),
+        mqtt_client_id=mqtt.str_("client_id", None),
         mqtt_tls=_tls(mqtt),
-        s3_endpoint_url=store.str("endpoint_url", None),
-        region=store.str("region", DeviceConfig.region),
-        step_timeout_minutes=ota.int("step_timeout_minutes", DeviceConfig.step_timeout_minutes),
-        max_package_bytes=ota.int("max_package_bytes", DeviceConfig.max_package_bytes),
-        require_sha256=ota.bool("require_sha256", False),
-        signing_public_key=ota.path("signing_public_key"),
-        health_enabled=health.bool("enabled", True),
+        s3_endpoint_url=store.str_("endpoint_url", None),
+        region=store.str_("region", DeviceConfig.region),
+        step_timeout_minutes=ota.int_("step_timeout_minutes", DeviceConfig.step_timeout_minutes),
+        max_package_bytes=ota.int_("max_package_bytes", DeviceConfig.max_package_bytes),
+        require_sha256=ota.bool_("require_sha256", False),
+        signing_public_key=ota.path_("signing_public_key"),
+        health_enabled=health.bool_("enabled", True),
         health_output_range=_output_range(health),
         source=SourceConfig(
-            type=source.str("type", "camera"),
-            path=source.path("path"),
-            order=source.str("order", "cycle"),
-            seed=source.int("seed", 0),
+            type=source.str_("type", "camera"),
+            path=source.path_("path"),
+            order=source.str_("order", "cycle"),
+            seed=source.int_("seed", 0),
         ),
-        rate_hz=inference.float("rate_hz", DeviceConfig.rate_hz),
-        capture_fraction=inference.float("capture_fraction", DeviceConfig.capture_fraction),
-        threshold=inference.float("threshold", DeviceConfig.threshold),
-        history=inference.int("history", DeviceConfig.history),
-        telemetry_enabled=telemetry.bool("enabled", True),
-        telemetry_flush_interval=telemetry.float("flush_interval", DeviceConfig.telemetry_flush_interval),
-        telemetry_batch_size=telemetry.int("batch_size", DeviceConfig.telemetry_batch_size),
-        telemetry_buffer_size=telemetry.int("buffer_size", DeviceConfig.telemetry_buffer_size),
-        metrics_interval=telemetry.float("metrics_interval", DeviceConfig.metrics_interval),
-        web_enabled=web.bool("enabled", True),
-        web_host=web.str("host", DeviceConfig.web_host),
-        web_port=web.int("port", DeviceConfig.web_port),
+        rate_hz=inference.float_("rate_hz", DeviceConfig.rate_hz),
+        capture_fraction=inference.float_("capture_fraction", DeviceConfig.capture_fraction),
+        threshold=inference.float_("threshold", DeviceConfig.threshold),
+        history=inference.int_("history", DeviceConfig.history),
+        telemetry_enabled=telemetry.bool_("enabled", True),
+        telemetry_flush_interval=telemetry.float_("flush_interval", DeviceConfig.telemetry_flush_interval),
+        telemetry_batch_size=telemetry.int_("batch_size", DeviceConfig.telemetry_batch_size),
+        telemetry_buffer_size=telemetry.int_("buffer_size", DeviceConfig.telemetry_buffer_size),
+        metrics_interval=telemetry.float_("metrics_interval", DeviceConfig.metrics_interval),
+        web_enabled=web.bool_("enabled", True),
+        web_host=web.str_("host", DeviceConfig.web_host),
+        web_port=web.int_("port", DeviceConfig.web_port),
     )
     config.validate()
     return config
