@@ -17,6 +17,10 @@ from tests.edge.test_ota_flows import assert_consistent, deploy_and_wait, eventu
 from tests.edge_world import EdgeWorld, tar_folder
 
 
+# Every feature on both profiles: in-process fakes, and Mosquitto + the moto server over loopback.
+pytestmark = pytest.mark.parametrize("world", ["fake", "local"], indirect=True)
+
+
 @pytest.fixture
 def signing_key(world: EdgeWorld) -> tuple[Ed25519PrivateKey, object]:
     key = Ed25519PrivateKey.generate()

@@ -19,7 +19,10 @@ from system.edge.ota_machine import JobState, Step
 from tests.edge.test_ota_flows import assert_consistent, deploy_and_wait, eventually
 from tests.edge_world import EdgeWorld
 
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning"),
+    pytest.mark.parametrize("world", ["fake", "local"], indirect=True),
+]
 
 
 class DeviceKilled(BaseException):

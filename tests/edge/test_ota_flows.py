@@ -18,6 +18,10 @@ from system.edge.device import DeviceApp
 from tests.edge_world import EdgeWorld, tar_folder
 
 
+# Every flow on both profiles: in-process fakes, and Mosquitto + the moto server over loopback.
+pytestmark = pytest.mark.parametrize("world", ["fake", "local"], indirect=True)
+
+
 def eventually(check: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -45,7 +49,6 @@ def deploy_and_wait(world: EdgeWorld, document: dict[str, object]) -> dict[str, 
     return world.wait_job(world.deploy(document))
 
 
-@pytest.mark.parametrize("world", ["fake", "local"], indirect=True)
 def test_first_deployment_then_upgrade_serve_the_new_versions(world: EdgeWorld) -> None:
     device = world.start_device()
     assert device.roster.all() == []
@@ -62,7 +65,6 @@ def test_first_deployment_then_upgrade_serve_the_new_versions(world: EdgeWorld) 
     assert [j["status"] for j in device.jobs()] == ["SUCCEEDED"] * 3
 
 
-@pytest.mark.parametrize("world", ["fake", "local"], indirect=True)
 def test_downgrade_and_unknown_model_are_rejected_with_a_reason(world: EdgeWorld) -> None:
     device = world.start_device()
     assert deploy_and_wait(world, world.document("img-classification", "1.10"))["status"] == "SUCCEEDED"
