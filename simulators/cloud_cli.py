@@ -55,7 +55,8 @@ data plane's replies reach every subscriber of the reply topic, not only the req
 In --state DIR it writes cloud.json (endpoints, names, ARNs, file paths) and the seeded thing's
 certificate (<thing>.cert.pem, <thing>.public.key, and <thing>.private.key with mode 0600; the
 folder is 0700). That certificate is signed by moto's own CA, as the original sample's stack gave
-one to its device; a TLS broker trusts it only if it trusts moto's CA.
+one to its device; a TLS broker trusts it only if it trusts moto's CA. On a plain broker it also
+writes device.json, a config for `edgesim --profile local device run --config` as the seeded thing.
 
 Profiles: fake and local both run the servers above (outside clients need real endpoints);
 the aws profile is refused (there is nothing to start). The moto state lives in memory only and
@@ -188,8 +189,31 @@ def _write_state(folder: Path, cloud: SimulatedCloud) -> dict[str, Any]:
         "registry_groups": list(project.registry_groups),
         "files": {name: str(path.resolve()) for name, path in files.items()},
     }
+    device = _write_device_config(folder, summary)
+    if device is not None:
+        summary["files"]["device_config"] = str(device.resolve())
     (folder / "cloud.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _write_device_config(folder: Path, summary: dict[str, Any]) -> Path | None:
+    """A ready `edgesim device run` config for the seeded thing on a plain broker (docs/edge-app.md).
+
+    Over TLS there is none: the device would need a certificate the broker trusts, which moto's
+    CA-signed one is not.
+    """
+    if BrokerAddress.parse(summary["broker"]).tls:
+        return None
+    config = {
+        "thing_name": summary["thing_name"],
+        "root": "device",
+        "mqtt": {"url": summary["broker"]},
+        "object_store": {"endpoint_url": summary["moto_endpoint"], "region": summary["region"]},
+        "inference": {"source": {"type": "camera", "seed": 0}, "rate_hz": 2.0},
+    }
+    path = folder / "device.json"
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    return path
 
 
 def _describe(s: dict[str, Any], folder: Path) -> str:
@@ -227,6 +251,13 @@ def _describe(s: dict[str, Any], folder: Path) -> str:
         f"    public key      {s['files']['public_key']}",
         f"  model packages    {', '.join(s['registry_groups'])}",
         f"  summary           {(folder / 'cloud.json').resolve()}",
+        *(
+            [
+                f"  device config     {s['files']['device_config']}   (for edgesim --profile local device run --config ...)"
+            ]
+            if "device_config" in s["files"]
+            else []
+        ),
         "try:",
         f"  export AWS_ACCESS_KEY_ID={cred['aws_access_key_id']} "
         f"AWS_SECRET_ACCESS_KEY={cred['aws_secret_access_key']} AWS_DEFAULT_REGION={region}",
@@ -234,6 +265,11 @@ def _describe(s: dict[str, Any], folder: Path) -> str:
         f"  aws --endpoint-url {endpoint} iot create-job --job-id ota-1 "
         f"--targets {s['thing_group_arn']} --document {shlex.quote(document)}",
         f"  aws --endpoint-url {endpoint} iot describe-job-execution --job-id ota-1 --thing-name {thing}",
+        *(
+            [f"  edgesim --profile local device run --config {s['files']['device_config']}"]
+            if "device_config" in s["files"]
+            else []
+        ),
         f"  python3 -c {shlex.quote(_boto3_example(endpoint, region))}",
     ]
     return "\n".join(lines)
