@@ -251,13 +251,7 @@ def _describe(s: dict[str, Any], folder: Path) -> str:
         f"    public key      {s['files']['public_key']}",
         f"  model packages    {', '.join(s['registry_groups'])}",
         f"  summary           {(folder / 'cloud.json').resolve()}",
-        *(
-            [
-                f"  device config     {s['files']['device_config']}   (for edgesim --profile local device run --config ...)"
-            ]
-            if "device_config" in s["files"]
-            else []
-        ),
+        *([f"  device config     {s['files']['device_config']}"] if "device_config" in s["files"] else []),
         "try:",
         f"  export AWS_ACCESS_KEY_ID={cred['aws_access_key_id']} "
         f"AWS_SECRET_ACCESS_KEY={cred['aws_secret_access_key']} AWS_DEFAULT_REGION={region}",

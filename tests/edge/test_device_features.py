@@ -16,7 +16,6 @@ from system.signing import public_key_pem, sign_digest
 from tests.edge.test_ota_flows import assert_consistent, deploy_and_wait, eventually, reason
 from tests.edge_world import EdgeWorld, tar_folder
 
-
 # Every feature on both profiles: in-process fakes, and Mosquitto + the moto server over loopback.
 pytestmark = pytest.mark.parametrize("world", ["fake", "local"], indirect=True)
 

@@ -17,7 +17,6 @@ import pytest
 from system.edge.device import DeviceApp
 from tests.edge_world import EdgeWorld, tar_folder
 
-
 # Every flow on both profiles: in-process fakes, and Mosquitto + the moto server over loopback.
 pytestmark = pytest.mark.parametrize("world", ["fake", "local"], indirect=True)
 
