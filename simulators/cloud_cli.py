@@ -171,7 +171,7 @@ def _write_state(folder: Path, cloud: SimulatedCloud) -> dict[str, Any]:
     files["certificate"].write_text(project.certificate_pem)
     files["public_key"].write_text(project.public_key_pem)
     _write_private(files["private_key"], project.private_key_pem)
-    summary = {
+    summary: dict[str, Any] = {
         "moto_endpoint": cloud.endpoint_url,
         "region": project.region,
         "account_id": project.account_id,
