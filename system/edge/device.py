@@ -126,7 +126,22 @@ class DeviceApp:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> DeviceApp:
+        """Start everything; if any part fails, what had started is stopped again and the error raised."""
         self._started_at = time.time()
+        try:
+            self._start_parts()
+        except BaseException:
+            self.stop()
+            raise
+        _log.info("device started", extra={"fields": {"thing": self.config.thing_name, "web": self.web_url}})
+        return self
+
+    def _start_parts(self) -> None:
+        if self.config.web_enabled:  # first: a port already in use fails before anything else runs
+            from system.edge.web.app import create_app
+            from system.edge.web.server import WebServer
+
+            self._web = WebServer(create_app(self), self.config.web_host, self.config.web_port).start()
         self.startup = restore_models(
             self.backends.client, self.config_file.load(), self.layout, self.roster, self.journal.current
         )
@@ -139,13 +154,6 @@ class DeviceApp:
         self._connector = threading.Thread(target=self._connect, name="mqtt-connect", daemon=True)
         self._connector.start()
         self.loop.start()
-        if self.config.web_enabled:
-            from system.edge.web.app import create_app
-            from system.edge.web.server import WebServer
-
-            self._web = WebServer(create_app(self), self.config.web_host, self.config.web_port).start()
-        _log.info("device started", extra={"fields": {"thing": self.config.thing_name, "web": self.web_url}})
-        return self
 
     def _connect(self) -> None:
         """Connect, retrying while the broker is away; inference serves meanwhile."""
@@ -160,7 +168,9 @@ class DeviceApp:
                 delay = min(delay * 2, 30.0)
 
     def stop(self) -> None:
-        """Graceful stop: the job in progress stays journaled and resumes at the next start."""
+        """Graceful stop: the job in progress stays journaled and resumes at the next start. Idempotent."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         if self._web is not None:
             self._web.stop()

@@ -27,8 +27,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
+    try:
+        device = DeviceApp(config, backends, profile=profile)
+    except BaseException:
+        for closer in reversed(backends.closers):  # e.g. the in-process agent and, on fake, the cloud
+            closer()
+        raise
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    device = DeviceApp(config, backends, profile=profile)
     try:
         device.start()
         print(f"edgesim device {config.thing_name} running ({profile}); web UI: {device.web_url}", flush=True)

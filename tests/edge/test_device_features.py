@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import time
 
 import pytest
@@ -11,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client.parser import text_string_to_metric_families
 
 from system.edge.models_config import ModelsConfigFile
+from system.errors import ConfigError
 from system.ports import Message
 from system.signing import public_key_pem, sign_digest
 from tests.edge.test_ota_flows import assert_consistent, deploy_and_wait, eventually, reason
@@ -140,3 +142,15 @@ def test_archive_larger_than_the_limit_fails_before_download(world: EdgeWorld) -
     assert execution["status"] == "FAILED" and "1000 allowed" in reason(execution)
     assert not any(device.layout.downloads.glob("*"))
     assert tar_folder  # (the archive helper is shared with the flow tests)
+
+
+def test_a_web_port_in_use_fails_the_start_cleanly(world: EdgeWorld) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"127.0.0.1:{port}"):
+            world.start_device(web_enabled=True, web_port=port)
+    device = world.start_device()  # nothing of the failed start is left behind: the next one works
+    assert deploy_and_wait(world, world.document("img-classification", "1"))["status"] == "SUCCEEDED"
+    assert_consistent(world, device, {"img-classification": "1"})
