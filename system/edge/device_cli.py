@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
-from system.config import Settings
+from system.config import PROFILES, Settings
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -20,7 +20,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     config = load_device_config(Path(args.config))
     if args.web_port is not None:
         config = replace(config, web_port=args.web_port)
-    profile = settings.profile
+    profile = args.device_profile or settings.profile
     backends = build_backends(config, settings, profile)
     stop = threading.Event()
 
@@ -58,5 +58,11 @@ def add_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
         "gracefully; after a SIGKILL the next start resumes the OTA job in progress.",
     )
     run.add_argument("--config", required=True, help="the device config (JSON; see docs/edge-app.md)")
+    run.add_argument(
+        "--profile",
+        dest="device_profile",
+        choices=PROFILES,
+        help="backends: fake, local or aws (default: edgesim --profile, $EDGESIM_PROFILE, or fake)",
+    )
     run.add_argument("--web-port", type=int, help="override web.port (0 picks a free port)")
     run.set_defaults(handler=_run)

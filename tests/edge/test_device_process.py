@@ -39,6 +39,7 @@ class DeviceProcess:
             "TF_CPP_MIN_LOG_LEVEL": "3",
         }
         command = [sys.executable, "-m", "system.cli", "--log-format", "text", "device", "run", "--config", str(config)]
+        command += ["--profile", profile]  # the subcommand's own flag (EDGESIM_PROFILE says the same)
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         self.lines: queue.Queue[str] = queue.Queue()
         self.output: list[str] = []
