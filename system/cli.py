@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     from system.edge.device_cli import add_command as add_device_command
 
     add_device_command(commands)
+    from system.cloud.pipeline.cli import add_command as add_pipeline_command
+
+    add_pipeline_command(commands)
     for entry in sorted(entry_points(group="edgesim.commands"), key=lambda e: e.name):
         entry.load()(commands)
     return parser

@@ -60,6 +60,42 @@ def preprocess(image: Image.Image | np.ndarray, params: Preprocessing) -> np.nda
     return np.ascontiguousarray(x[None], dtype=np.float32)
 
 
+def preprocess_mask(mask: Image.Image | np.ndarray, params: Preprocessing) -> np.ndarray:
+    """Turn a pixel mask into the (H, W, 1) float32 0/1 target aligned with `preprocess`'s output.
+
+    A segmentation model learns to mark each defect pixel where `preprocess` put it in the image,
+    so the mask goes through the same geometry: the same centred padding (with 0, background) and
+    the same output size. Resizing is nearest-neighbour so the target stays binary; the seed's
+    bilinear resize blurred mask edges into grey levels. A defect thinner than the downscaling step
+    can lose pixels, as it would in any resize. Any value > 0 is defect (KSDD2 masks are 0/255; a
+    palette mask's value is its index); an alpha band is ignored. Channel order, scale and
+    normalisation are for images and do not apply.
+    """
+    _check_params(params)
+    pil = Image.fromarray(_defect_pixels(mask).astype(np.uint8) * np.uint8(255))  # mode L
+    if params.pad_to_square:
+        pil = _pad_to_square(pil, 0)
+    pil = pil.resize((params.width, params.height), Image.Resampling.NEAREST)
+    return np.ascontiguousarray((np.asarray(pil) > 0)[:, :, None], dtype=np.float32)
+
+
+def _defect_pixels(mask: Image.Image | np.ndarray) -> np.ndarray:
+    """HxW bool, True where any (non-alpha) band of the mask is > 0."""
+    if isinstance(mask, Image.Image):
+        array = np.asarray(mask)
+        if array.ndim == 3 and mask.getbands()[-1] == "A":
+            array = array[:, :, :-1]
+    else:
+        array = np.asarray(mask)
+        if array.ndim == 3 and array.shape[2] == 4:
+            array = array[:, :, :3]  # RGBA order, as for images
+    if array.ndim == 2:
+        return array > 0
+    if array.ndim == 3 and array.shape[2] in (1, 3):
+        return np.asarray((array > 0).any(axis=2))
+    raise ValueError(f"mask array must be HxW, HxWx1, HxWx3 or HxWx4, not shape {array.shape}")
+
+
 def _check_params(params: Preprocessing) -> None:
     """Validate what `Preprocessing.from_dict` checks too, for params built directly in code."""
     if params.channel_order not in _MODES:

@@ -2,13 +2,16 @@
 
 This is what replaces SageMaker Neo + Edge packaging (both discontinued): the package holds the
 model in the chosen format plus a manifest with tensor metadata, pre-processing and the sha256 of
-every file (docs/model-package.md). The pipelines issue adds quantisation, signing and upload.
+every file (docs/model-package.md). Neo's compile-for-target step becomes the TFLite conversion,
+optionally with post-training quantisation (`QUANTIZATIONS`); system/cloud/edge_package.py archives,
+signs and measures the packages.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,10 @@ from system.agent.package import Manifest, Preprocessing, write_manifest
 from system.agent.tensors import TensorSpec, dtype_name_of
 
 MODEL_FILES = {"tensorflow": "saved_model", "keras": "model.keras", "tflite": "model.tflite", "onnx": "model.onnx"}
+# Post-training quantisation of the TFLite model (https://ai.google.dev/edge/litert/models/post_training_quantization):
+# none keeps float32 weights; float16 halves the weights (dequantised to float32 at load on CPU);
+# int8 quantises weights and activations, calibrated on a representative dataset.
+QUANTIZATIONS = ("none", "float16", "int8")
 
 
 def _signature_specs(saved_model_dir: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
@@ -54,14 +61,20 @@ def export_package(
     preprocessing: Preprocessing | None = None,
     labels: list[str] | None = None,
     batch: int | None = 1,
+    quantization: str = "none",
+    calibration: np.ndarray | None = None,
 ) -> Manifest:
     """Write `model` (a Keras model) as an edgesim package in `folder` (which must not exist).
 
     Tensor names are the SavedModel `serving_default` signature's, for every framework, so that a
-    client sees the same names whatever runtime serves the model.
+    client sees the same names whatever runtime serves the model. `quantization` (TFLite only) is
+    one of `QUANTIZATIONS`; int8 needs `calibration`, a batch of typical inputs (N, ...) drawn from
+    the training data. A quantised package keeps the float model's input and output tensors, so its
+    manifest and pre-processing are those of the float package; `options.quantization` records it.
     """
     if framework not in MODEL_FILES:
         raise ValueError(f"cannot export framework {framework!r}; choose one of {', '.join(MODEL_FILES)}")
+    check_quantization(framework, quantization, calibration)
     folder = Path(folder)
     folder.mkdir(parents=True)
     with tempfile.TemporaryDirectory() as scratch:
@@ -75,7 +88,7 @@ def export_package(
         elif framework == "keras":
             model.save(str(target))
         elif framework == "tflite":
-            target.write_bytes(_to_tflite(saved))
+            target.write_bytes(_to_tflite(saved, quantization, calibration, inputs))
         else:
             _to_onnx(model, inputs, outputs, target)
     return write_manifest(
@@ -88,14 +101,56 @@ def export_package(
         outputs=outputs,
         preprocessing=preprocessing,
         labels=labels,
+        options={"quantization": quantization} if quantization != "none" else None,
     )
 
 
-def _to_tflite(saved_model_dir: Path) -> bytes:
+def check_quantization(framework: str, quantization: str, calibration: np.ndarray | None) -> None:
+    """Refuse a bad request before the (slow) export starts."""
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, not {quantization!r}")
+    if quantization != "none" and framework != "tflite":
+        raise ValueError(f"quantization {quantization!r} applies to the tflite framework, not {framework!r}")
+    if quantization == "int8" and (calibration is None or len(calibration) == 0):
+        raise ValueError("int8 quantization needs calibration data: a batch of typical inputs from the training set")
+
+
+def _to_tflite(
+    saved_model_dir: Path,
+    quantization: str = "none",
+    calibration: np.ndarray | None = None,
+    inputs: list[TensorSpec] | None = None,
+) -> bytes:
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+    if quantization == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantization == "int8":
+        if calibration is None or not inputs or len(inputs) != 1:
+            raise ValueError("int8 calibration data is one array, for a model with exactly one input")
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = _representative(calibration, inputs[0])
+        # Integer kernels only (the conversion fails rather than leave an op in float), but the
+        # inference input/output types stay float32: the converter adds a quantise op at the input
+        # and a dequantise op at the output, so clients and pre-processing do not change.
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     return bytes(converter.convert())
+
+
+def _representative(calibration: np.ndarray, spec: TensorSpec) -> Any:
+    """The converter's representative dataset: one sample at a time, in the input's dtype and shape."""
+    samples = np.asarray(calibration, dtype=spec.numpy_dtype)
+    want, got = spec.shape[1:], samples.shape[1:]
+    if len(got) != len(want) or any(d >= 0 and d != s for d, s in zip(want, got, strict=True)):
+        raise ValueError(f"calibration samples have shape {samples.shape[1:]}; input {spec.name!r} takes {want}")
+
+    def dataset() -> Iterator[list[np.ndarray]]:
+        for sample in samples:
+            yield [sample[np.newaxis]]
+
+    return dataset
 
 
 def _to_onnx(model: Any, inputs: list[TensorSpec], outputs: list[TensorSpec], target: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from system.agent.package import Preprocessing
-from system.preprocessing import load_image, preprocess
+from system.preprocessing import load_image, preprocess, preprocess_mask
 
 
 def _tall_image(width: int = 20, height: int = 40) -> np.ndarray:
@@ -141,3 +141,83 @@ def test_corrupt_png_raises_value_error_naming_the_file(tmp_path: Path) -> None:
 def test_missing_file_raises_file_not_found(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         load_image(tmp_path / "absent.png")
+
+
+# --- preprocess_mask: the segmentation target, aligned with preprocess -------------------------
+
+
+def _image_and_mask_with_a_defect(
+    width: int, height: int, box: tuple[int, int, int, int]
+) -> tuple[Image.Image, Image.Image]:
+    """A dark RGB image with a bright block at box = (top, left, bottom, right), and its 0/255 mask."""
+    top, left, bottom, right = box
+    image = np.full((height, width, 3), 20, dtype=np.uint8)
+    image[top:bottom, left:right] = 230
+    mask = np.zeros((height, width), dtype=np.uint8)
+    mask[top:bottom, left:right] = 255
+    return Image.fromarray(image), Image.fromarray(mask)
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "box", "corner_pixels"),
+    [(40, 80, (16, 4, 32, 20), 0), (80, 40, (4, 48, 20, 64), 0), (31, 90, (45, 6, 63, 24), 4)],
+    ids=["tall", "wide", "tall-odd-padding-odd-scale"],
+)
+def test_mask_lands_on_the_same_pixels_as_its_defect_in_the_image(
+    width: int, height: int, box: tuple[int, int, int, int], corner_pixels: int
+) -> None:
+    image, mask = _image_and_mask_with_a_defect(width, height, box)
+    params = Preprocessing(height=40, width=40, scale=1.0)
+    x = preprocess(image, params)[0, :, :, 0]
+    target = preprocess_mask(mask, params)
+    assert target.shape == (40, 40, 1)
+    bright = x > (20 + 230) / 2  # the block, after bilinear blending at its edges
+    defect = target[:, :, 0] == 1.0
+    # with a non-integer scale, bilinear blending and nearest can only disagree on a few edge pixels
+    mismatch = defect != bright
+    assert not (mismatch & ((x <= 21) | (x >= 229))).any()
+    assert mismatch.sum() <= corner_pixels
+    # and the centres agree to within nearest-neighbour's quantisation (half an output pixel)
+    rows, cols = np.nonzero(defect)
+    weight = np.clip((x - 20) / 210, 0, 1)
+    assert abs(rows.mean() - (weight.sum(axis=1) @ np.arange(40)) / weight.sum()) < 0.5
+    assert abs(cols.mean() - (weight.sum(axis=0) @ np.arange(40)) / weight.sum()) < 0.5
+
+
+def test_mask_padding_uses_the_image_offsets_even_when_the_image_pads_with_another_value() -> None:
+    image, mask = _image_and_mask_with_a_defect(20, 40, (0, 0, 40, 20))  # the defect fills the image
+    target = preprocess_mask(mask, Preprocessing(height=40, width=40, pad_value=255))
+    assert target[:, :10].sum() == 0 and target[:, 30:].sum() == 0  # padding is background, not 255
+    assert (target[:, 10:30] == 1.0).all()
+
+
+def test_mask_output_is_binary_float32_for_any_positive_value() -> None:
+    mask = np.zeros((50, 30), dtype=np.uint8)
+    mask[10:20, 5:15] = 1  # faint values count as defect
+    mask[30:40, 10:25] = 128
+    target = preprocess_mask(mask, Preprocessing(height=17, width=17))
+    assert target.dtype == np.float32
+    assert set(np.unique(target)) == {0.0, 1.0}
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "P", "I", "I;16"])
+def test_mask_modes_give_the_same_target(mode: str) -> None:
+    _, mask = _image_and_mask_with_a_defect(24, 48, (8, 4, 20, 12))
+    params = Preprocessing(height=24, width=24)
+    converted = mask.convert(mode)
+    assert converted.mode == mode
+    np.testing.assert_array_equal(preprocess_mask(converted, params), preprocess_mask(mask, params))
+
+
+def test_mask_arrays_with_channels_and_the_layout_options_are_accepted() -> None:
+    _, mask = _image_and_mask_with_a_defect(24, 48, (8, 4, 20, 12))
+    array = np.asarray(mask)
+    params = Preprocessing(height=12, width=12, layout="NCHW", channel_order="BGR")  # image-only options
+    expected = preprocess_mask(array, params)
+    for variant in (array[:, :, None], np.stack([array] * 3, axis=2), array > 0):
+        np.testing.assert_array_equal(preprocess_mask(variant, params), expected)
+    with_alpha = np.zeros((48, 24, 4), dtype=np.uint8)
+    with_alpha[..., 3] = 255  # an opaque alpha band is not a defect
+    assert preprocess_mask(with_alpha, params).sum() == 0
+    with pytest.raises(ValueError, match="shape"):
+        preprocess_mask(np.zeros((4, 4, 2), dtype=np.uint8), params)

@@ -1,0 +1,1 @@
+"""The training pipelines (classification and segmentation), run locally on any profile's ObjectStore."""
