@@ -41,9 +41,10 @@ class PipelineError(EdgesimError):
 class GateFailed(PipelineError):
     """The evaluation did not pass the gate: nothing was registered."""
 
-    def __init__(self, message: str, reasons: Sequence[str]) -> None:
+    def __init__(self, message: str, reasons: Sequence[str], outputs: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.reasons = list(reasons)
+        self.outputs = dict(outputs or {})  # what the gate step wrote (its verdict), kept with the results
 
 
 @dataclass
@@ -115,7 +116,11 @@ class PipelineRunner:
         record: dict[str, Any] = {"pipeline": self.pipeline, "run_id": run_id, "started_at": time.time(), "steps": []}
         try:
             for index, step in enumerate(steps, 1):
-                results[step.name] = self._run_step(step, index, len(steps), run_id, results, use_cache)
+                try:
+                    results[step.name] = self._run_step(step, index, len(steps), run_id, results, use_cache)
+                except GateFailed as exc:
+                    results[step.name] = StepOutcome(exc.outputs, {"passed": False, "reasons": exc.reasons})
+                    raise
                 outcome = results[step.name]
                 record["steps"].append(
                     {

@@ -234,7 +234,7 @@ class GateStep:
         record = {"passed": result.passed, "checks": result.checks, "reasons": result.reasons}
         key = context.put_json("gate.json", record)
         if not result.passed:
-            raise GateFailed("the model did not pass the gate; nothing was registered", result.reasons)
+            raise GateFailed("the model did not pass the gate; nothing was registered", result.reasons, {"gate": key})
         return StepOutcome({"gate": key}, {"passed": True})
 
 
