@@ -74,6 +74,27 @@ class DeviceProcess:
         return self.process.wait(timeout)
 
 
+@pytest.fixture(autouse=True)
+def no_leftover_devices() -> Iterator[None]:
+    """Kill every device process a test started and did not stop (a failed assertion skips stop())."""
+    started: list[DeviceProcess] = []
+    original = DeviceProcess.__init__
+
+    def tracking(self: DeviceProcess, *args: Any, **kwargs: Any) -> None:
+        started.append(self)
+        original(self, *args, **kwargs)
+
+    DeviceProcess.__init__ = tracking  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        DeviceProcess.__init__ = original  # type: ignore[method-assign]
+        for device in started:
+            if device.process.poll() is None:
+                device.process.kill()
+                device.process.wait(10)
+
+
 @pytest.fixture
 def device_config(world: EdgeWorld) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="es-") as short:
@@ -137,5 +158,27 @@ def test_sigkill_during_an_upgrade_then_restart_finishes_it(world: EdgeWorld, de
         assert consistent(again, root) == {"img-classification": "2"}
         jobs = again.get("/api/jobs")["jobs"]
         assert jobs[0]["job_id"] == job_id and jobs[0]["status"] == "SUCCEEDED"
+    finally:
+        again.stop()
+
+
+def test_sigterm_in_the_middle_of_a_job_stops_promptly_and_the_restart_finishes_it(
+    world: EdgeWorld, device_config: Path
+) -> None:
+    root = device_config.parent / "device"
+    device = DeviceProcess(device_config)
+    job_id = world.deploy(world.document("img-classification", "1"))
+    journal = root / "ota" / "journal.json"
+    deadline = time.monotonic() + 30
+    while not (journal.exists() and json.loads(journal.read_text()).get("current")):
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.005)
+    stopping = time.monotonic()
+    assert device.stop(signal.SIGTERM, timeout=30) == 0, "".join(device.output[-40:])
+    assert time.monotonic() - stopping < 20
+    again = DeviceProcess(device_config)
+    try:
+        assert world.wait_job(job_id)["status"] == "SUCCEEDED"
+        assert consistent(again, root) == {"img-classification": "1"}
     finally:
         again.stop()
