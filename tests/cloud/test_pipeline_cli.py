@@ -49,11 +49,14 @@ def test_run_then_deploy_on_the_local_profile(tmp_path: Path, capsys: pytest.Cap
 
         rollout = tmp_path / "deploy.json"
         rollout.write_text(json.dumps({"variant": "tflite", "rollout": {"maximumPerMinute": 10}}))
-        assert main(["pipeline", "deploy", "img-classification", "1", "--config", str(rollout), *common]) == 0
+        group = ["--group", cloud.project.thing_group_name]  # a name: resolved to its ARN
+        assert main(["pipeline", "deploy", "img-classification", "1", "--config", str(rollout), *group, *common]) == 0
         job_id = capsys.readouterr().out.split("created IoT job ", 1)[1].split()[0]
         document = json.loads(cloud.client("iot").get_job_document(jobId=job_id)["document"])
         assert document["model_version"] == "1" and document["model_package_key"].endswith("-tflite.tar.gz")
         assert len(document["sha256"]) == 64
+        targets = cloud.client("iot").describe_job(jobId=job_id)["job"]["targets"]
+        assert targets == [cloud.project.thing_group_arn]
 
 
 def test_run_refuses_both_or_neither_data_source(capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,6 +7,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from system.config import PROFILES, Settings
 
@@ -78,7 +79,7 @@ def _deploy(args: argparse.Namespace, settings: Settings) -> int:
     try:
         key = package_key("models", args.model, args.version, "package-report.json")
         report = PackageReport.from_dict(json.loads(backends.store.get_bytes(key)))
-        targets = [args.group] if args.group else backends.targets
+        targets = [_group_arn(backends, args.group)] if args.group else backends.targets
         job_id = deploy_report(backends.jobs, report, targets=targets, config=config)
     finally:
         backends.close()
@@ -110,6 +111,21 @@ def _definition(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(text)
     return 0
+
+
+def _group_arn(backends: Any, group: str) -> str:
+    """A thing group ARN as given, or the ARN of the thing group of that name."""
+    if group.startswith("arn:"):
+        return group
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from system.errors import ConfigError
+
+    try:
+        iot = backends.session.client("iot", endpoint_url=backends.endpoint_url)
+        return str(iot.describe_thing_group(thingGroupName=group)["thingGroupArn"])
+    except (ClientError, BotoCoreError) as exc:
+        raise ConfigError(f"thing group {group!r}: {exc}") from exc
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -144,7 +160,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     deploy = actions.add_parser("deploy", help="create the IoT job that installs a registered version on devices")
     deploy.add_argument("model", help="img-classification or unet")
     deploy.add_argument("version", help="the registry version, e.g. 3")
-    deploy.add_argument("--group", help="target thing group ARN (default: the project's thing group)")
+    deploy.add_argument("--group", help="target thing group, name or ARN (default: the project's thing group)")
     deploy.add_argument("--config", help="JSON deployment config: variant, rollout, abort, timeout")
     _common(deploy)
     deploy.set_defaults(handler=_deploy)
