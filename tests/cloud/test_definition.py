@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from simulators.cloud import SimulatedCloud
-from simulators.cloud_profile import cloud_backends, fake_cloud_backends
+from simulators.cloud_profile import fake_cloud_backends
 from system.cli import main
 from system.cloud.pipeline.backends import CloudBackends, build_cloud_backends
 from system.cloud.pipeline.definition import pipeline_definition
+from tests.cloud.moto_server_cloud import moto_server_cloud
 
 ROLE = "arn:aws:iam::123456789012:role/edgesim-sagemaker"
 
@@ -63,18 +63,7 @@ def test_definition_has_the_pipeline_steps_and_gates_on_the_right_metric(
 
 
 def test_definition_through_the_cli_against_a_moto_server(tmp_path: Path) -> None:
-    with SimulatedCloud("local", mqtt="fake") as cloud:
-        backends = cloud_backends(cloud)
-        summary = {
-            "moto_endpoint": cloud.endpoint_url,
-            "region": cloud.region,
-            "credentials": {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"},
-            "bucket": backends.bucket,
-            "registry_groups": list(cloud.project.registry_groups),
-            "thing_group_arn": cloud.project.thing_group_arn,
-        }
-        cloud_file = tmp_path / "cloud.json"
-        cloud_file.write_text(json.dumps(summary))
+    with moto_server_cloud(tmp_path) as (_, cloud_file):
         out = tmp_path / "segmentation.json"
         assert (
             main(

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from simulators.cloud import SimulatedCloud
 from simulators.cloud_profile import cloud_backends
 from system.cli import main
+from tests.cloud.moto_server_cloud import moto_server_cloud
 
 pytestmark = pytest.mark.slow
 
@@ -26,18 +26,8 @@ def test_run_on_the_fake_profile_reports_a_gate_failure_with_exit_code_1(
 
 
 def test_run_then_deploy_on_the_local_profile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with SimulatedCloud("local", mqtt="fake") as cloud:
+    with moto_server_cloud(tmp_path) as (cloud, cloud_file):
         backends = cloud_backends(cloud)
-        summary = {
-            "moto_endpoint": cloud.endpoint_url,
-            "region": cloud.region,
-            "credentials": {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"},
-            "bucket": backends.bucket,
-            "registry_groups": list(cloud.project.registry_groups),
-            "thing_group_arn": cloud.project.thing_group_arn,
-        }
-        cloud_file = tmp_path / "cloud.json"
-        cloud_file.write_text(json.dumps(summary))
         gate = tmp_path / "gate.json"
         gate.write_text(json.dumps({"min_anomalous_f1": 0.0}))
         common = ["--profile", "local", "--cloud", str(cloud_file)]
