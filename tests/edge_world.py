@@ -1,52 +1,19 @@
-"""Edge-app fixtures (tests/edge, tests/browser): a simulated cloud, a real agent, real small TF models,
-and devices to restart."""
+"""Edge-app fixtures (tests/edge, tests/browser): `simulators/harness/world.py`'s World per test."""
 
 from __future__ import annotations
 
-import hashlib
-import io
-import tarfile
-import time
-import uuid
+import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from simulators.camera import SyntheticCamera
 from simulators.cloud import SimulatedCloud
-from system.adapters.agent_client import GrpcEdgeAgentClient
-from system.agent.server import EdgeAgent
-from system.config import AgentSettings, CaptureSettings
-from system.edge.device import DeviceApp, DeviceBackends
-from system.edge.device_config import DeviceConfig
-from system.ports import JobSpec
-from tests.edge_fixtures import export_broken_package, export_classifier_package, export_segmenter_package
+from simulators.harness.world import TERMINAL, PackageCache, World, tar_folder
 
-TERMINAL = ("SUCCEEDED", "FAILED", "REJECTED", "TIMED_OUT", "CANCELED", "REMOVED")
-EXPORTERS = {
-    "img-classification": export_classifier_package,
-    "unet": export_segmenter_package,
-    "broken": export_broken_package,
-}
-
-
-class PackageCache:
-    """Exported packages by (kind, version), built once per session (a Keras export takes ~1 s)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._made: dict[tuple[str, str], Path] = {}
-
-    def folder(self, kind: str, version: str) -> Path:
-        key = (kind, version)
-        if key not in self._made:
-            folder = self.root / f"{kind}-{version}"
-            EXPORTERS[kind](folder, version)
-            self._made[key] = folder
-        return self._made[key]
+EdgeWorld = World  # the name the edge tests know it by
+__all__ = ["TERMINAL", "EdgeWorld", "PackageCache", "packages", "tar_folder", "world"]
 
 
 @pytest.fixture(scope="session")
@@ -54,147 +21,16 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> PackageCache:
     return PackageCache(tmp_path_factory.mktemp("edge-packages"))
 
 
-def tar_folder(folder: Path, extra: dict[str, bytes] | None = None) -> bytes:
-    """The package folder as a .tar.gz with members at its root (how the device extracts it)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for path in sorted(folder.rglob("*")):
-            tar.add(path, arcname=path.relative_to(folder).as_posix(), recursive=False)
-        for name, data in (extra or {}).items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
-class EdgeWorld:
-    """One simulated cloud, one thing, and the devices (restarted at will) that serve it."""
-
-    def __init__(self, cloud: SimulatedCloud, packages: PackageCache, root: Path, profile: str) -> None:
-        self.cloud = cloud
-        self.packages = packages
-        self.root = root
-        self.profile = profile
-        self.thing = cloud.project.thing_name
-        self.jobs = cloud.jobs_control()
-        self.store = cloud.object_store()
-        self.devices: list[DeviceApp] = []
-        self._agents: list[tuple[EdgeAgent, GrpcEdgeAgentClient]] = []
-        self._count = 0
-
-    # -- cloud side ----------------------------------------------------------------------------
-
-    def document(
-        self,
-        model: str,
-        version: str,
-        *,
-        kind: str | None = None,
-        archive: bytes | None = None,
-        sha256: str | None = None,
-        **fields: Any,
-    ) -> dict[str, Any]:
-        """Upload a package archive and return the job document naming it."""
-        data = archive if archive is not None else tar_folder(self.packages.folder(kind or model, version))
-        key = f"models/{model}-{version}-{self._next()}.tar.gz"
-        self.store.put_bytes(key, data)
-        document = {
-            "type": "new_model",
-            "model_name": model,
-            "model_version": version,
-            "model_package_bucket": self.cloud.project.bucket,
-            "model_package_key": key,
-            "sha256": sha256 or hashlib.sha256(data).hexdigest(),
-            "size": len(data),
-        }
-        document.update(fields)
-        return {k: v for k, v in document.items() if v is not None}
-
-    def deploy(self, document: dict[str, Any]) -> str:
-        job_id = f"job-{self._next()}-{uuid.uuid4().hex[:8]}"  # moto's state outlives one test
-        self.jobs.create_job(JobSpec(job_id=job_id, targets=[self.cloud.project.thing_arn], document=document))
-        return job_id
-
-    def wait_job(self, job_id: str, timeout: float = 90.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            execution = self.jobs.describe_job_execution(job_id, self.thing)
-            if execution["status"] in TERMINAL:
-                return execution
-            if time.monotonic() > deadline:
-                raise AssertionError(f"job {job_id} still {execution['status']} after {timeout} s: {execution}")
-            time.sleep(0.05)
-
-    def _next(self) -> int:
-        self._count += 1
-        return self._count
-
-    # -- device side ---------------------------------------------------------------------------
-
-    def agent(self, *, capture_to_s3: bool = False) -> tuple[EdgeAgent, GrpcEdgeAgentClient]:
-        """A fresh agent; its captures go to the project bucket ("Cloud") or a local folder ("Disk")."""
-        n = len(self._agents)
-        capture = CaptureSettings(
-            destination="Cloud" if capture_to_s3 else "Disk",
-            disk_path=str(self.root / "capture"),
-            bucket=self.cloud.project.bucket,
-            fleet_name="line-1",
-            device_name=self.thing,
-            push_period_seconds=0.2,
-        )
-        settings = AgentSettings(socket_path=str(self.root / f"a{n}.sock"), grace_seconds=2.0, capture=capture)
-        agent = EdgeAgent(settings, capture_store=self.store if capture_to_s3 else None)
-        client = GrpcEdgeAgentClient(agent.start())
-        self._agents.append((agent, client))
-        return agent, client
-
-    def start_device(
-        self, *, agent: tuple[EdgeAgent, GrpcEdgeAgentClient] | None = None, **overrides: Any
-    ) -> DeviceApp:
-        """A device on the shared root (a restart sees the files the last one left) and a fresh agent."""
-        _, client = agent or self.agent()
-        config = DeviceConfig(
-            thing_name=self.thing,
-            root=self.root / "device",
-            rate_hz=20.0,
-            web_enabled=False,
-            telemetry_flush_interval=0.2,
-            metrics_interval=0.5,
-        )
-        config = replace(config, **overrides)
-        backends = DeviceBackends(
-            bus=self.cloud.device_bus(self.thing, client_id=f"{self.thing}-{self._next()}"),
-            stores=self.cloud.object_store,
-            client=client,
-            source=SyntheticCamera(seed=1, size=(64, 64)),
-            agent_target=client.target,
-        )
-        device = DeviceApp(config, backends, profile=self.profile).start()
-        self.devices.append(device)
-        return device
-
-    def close(self) -> None:
-        for device in self.devices:
-            device.stop()
-        for agent, client in self._agents:
-            client.close()
-            agent.stop(grace=1.0)
-
-
 @pytest.fixture(params=["fake"])
-def world(
-    request: pytest.FixtureRequest, packages: PackageCache, unique_name: Callable[[str], str]
-) -> Iterator[EdgeWorld]:
+def world(request: pytest.FixtureRequest, packages: PackageCache, unique_name: Callable[[str], str]) -> Iterator[World]:
     """The fake profile by default; tests parametrize `world` indirectly with "local" for Mosquitto + moto server."""
     profile = request.param
     options: dict[str, Any] = {"project": unique_name("edge")}
     if profile == "local":
         options["mqtt_url"] = request.getfixturevalue("start_mosquitto")().url
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="es-") as short, SimulatedCloud(profile, **options) as cloud:
-        world = EdgeWorld(cloud, packages, Path(short), profile)
+        made = World(cloud, packages, Path(short), profile)
         try:
-            yield world
+            yield made
         finally:
-            world.close()
+            made.close()

@@ -122,6 +122,7 @@ class DeviceApp:
         self._stop = threading.Event()
         self._connector: threading.Thread | None = None
         self.startup: StartupReport | None = None
+        self.job_listeners: list[Callable[[JobState], None]] = []  # e.g. a scenario's report
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -215,6 +216,8 @@ class DeviceApp:
             self.telemetry.record("inference", result.to_dict(images=False))
 
     def _on_job_change(self, state: JobState) -> None:
+        for listener in self.job_listeners:
+            listener(state)
         if state.step is Step.DONE:
             self.metrics.ota_event(str(state.outcome).lower())
             self._publish_models()

@@ -9,13 +9,12 @@ the old one when `agent_survives` (an agent running as its own process outlives 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from system.edge.device import DeviceApp
-from system.edge.ota_machine import JobState, Step
+from simulators.harness.faults import DeviceKilled, crash, kill_at
+from system.edge.ota_machine import Step
 from tests.edge.test_ota_flows import assert_consistent, deploy_and_wait, eventually
 from tests.edge_world import EdgeWorld
 
@@ -23,43 +22,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning"),
     pytest.mark.parametrize("world", ["fake", "local"], indirect=True),
 ]
-
-
-class DeviceKilled(BaseException):
-    """Not an Exception: nothing in the device catches it, as nothing survives a SIGKILL."""
-
-
-def kill_at(device: DeviceApp, step: Step) -> None:
-    real_run = device.steps.run
-
-    def run(state: JobState) -> str:
-        if state.step is step:
-            raise DeviceKilled(f"killed at {step}")
-        return real_run(state)
-
-    device.steps.run = run  # type: ignore[method-assign]
-
-
-def kill_mid_download(device: DeviceApp) -> None:
-    """The download stops half-way: the partial file stays on disk, as after a kill."""
-    real_stores = device.steps.stores
-
-    class HalfStore:
-        def __init__(self, bucket: str) -> None:
-            self.store: Any = real_stores(bucket)
-
-        def download_file(self, key: str, dest: Path, *, max_bytes: int | None = None) -> int:
-            data = self.store.get_bytes(key)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(data[: len(data) // 2])
-            raise DeviceKilled("killed during the download")
-
-    device.steps.stores = HalfStore
-
-
-def crash(device: DeviceApp) -> None:
-    eventually(lambda: device.driver._thread is not None and not device.driver._thread.is_alive(), what="the kill")
-    device.stop()  # frees sockets and threads; writes nothing the OTA reads at start-up
 
 
 @pytest.mark.parametrize("agent_survives", [False, True], ids=["agent-died", "agent-survived"])
@@ -72,10 +34,7 @@ def test_kill_at_any_step_then_restart_finishes_the_job(world: EdgeWorld, step: 
     agent = world.agent()
     device = world.start_device(agent=agent)
     assert deploy_and_wait(world, world.document("img-classification", "1"))["status"] == "SUCCEEDED"
-    if step is Step.DOWNLOAD:
-        kill_mid_download(device)
-    else:
-        kill_at(device, step)
+    kill_at(device, step)
     job_id = world.deploy(world.document("img-classification", "2"))
     crash(device)
     journal = device.journal.current

@@ -1,0 +1,94 @@
+"""Find and run scenarios: each is a module of this package with `NAME`, a docstring and `run(h)`.
+
+A run builds the profile's world (a simulated cloud and its seeded thing; on `local`, Mosquitto at
+`mqtt_url` and the moto server), calls `run(h)` with a `Harness`, stops everything, and writes the
+report (JSON and Markdown) to `out`. Profiles a scenario cannot serve are refused by name: its
+`PROFILES` lists those it supports.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+import tempfile
+import traceback
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TextIO
+
+import scenarios
+from simulators.cloud import SimulatedCloud
+from simulators.harness.harness import Harness
+from simulators.harness.report import ScenarioReport
+from simulators.harness.world import PackageCache, World
+from system.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    summary: str  # the docstring's first line
+    description: str
+    profiles: tuple[str, ...]
+    module: ModuleType
+
+
+def discover() -> dict[str, Scenario]:
+    found: dict[str, Scenario] = {}
+    for info in sorted(pkgutil.iter_modules(scenarios.__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"scenarios.{info.name}")
+        name = getattr(module, "NAME", None)
+        if not isinstance(name, str) or not callable(getattr(module, "run", None)):
+            continue  # the runner itself, commands such as demo
+        doc = (module.__doc__ or "").strip()
+        profiles = tuple(getattr(module, "PROFILES", ("fake", "local")))
+        found[name] = Scenario(name, doc.splitlines()[0] if doc else "", doc, profiles, module)
+    return found
+
+
+def run_scenario(
+    name: str,
+    *,
+    profile: str = "fake",
+    seed: int = 0,
+    out: Path | None = None,
+    mqtt_url: str | None = None,
+    packages: PackageCache | None = None,
+    stream: TextIO | None = None,
+) -> ScenarioReport:
+    catalog = discover()
+    if name not in catalog:
+        raise ConfigError(f"no scenario {name!r}; `edgesim scenario list` shows them: {', '.join(catalog)}")
+    scenario = catalog[name]
+    if profile not in scenario.profiles:
+        raise ConfigError(f"scenario {name} runs on {', '.join(scenario.profiles)}, not {profile}")
+    stream = stream or sys.stderr
+    report = ScenarioReport(name, profile, seed, scenario.description)
+    options: dict[str, Any] = {"project": f"sc-{seed}"}
+    if profile == "local":
+        options["mqtt_url"] = mqtt_url or "mqtt://127.0.0.1:1883"
+        # moto server state outlives a run in this process (and the broker is shared): a project of
+        # its own keeps an earlier run's jobs and objects away. The fake profile starts from empty.
+        options["project"] = f"sc-{seed}-{uuid.uuid4().hex[:6]}"
+    stream.write(f"scenario {name} ({profile}, seed {seed}): {scenario.summary}\n")
+    with tempfile.TemporaryDirectory(prefix="es-") as short:
+        cache = packages or PackageCache(Path(short) / "packages")
+        try:
+            with SimulatedCloud(profile, **options) as cloud:
+                world = World(cloud, cache, Path(short), profile, job_prefix=f"{name}-s{seed}")
+                try:
+                    scenario.module.run(Harness(world, report, stream=stream))
+                finally:
+                    world.close()
+        except Exception as exc:  # noqa: BLE001 - a crashing scenario is a failed run with its traceback
+            report.error = f"{type(exc).__name__}: {exc}"
+            stream.write(traceback.format_exc())
+    report.finished = report.started + report.now()
+    if out is not None:
+        json_path, _ = report.write(out)
+        stream.write(f"report: {json_path}\n")
+    stream.write(f"scenario {name}: {'PASSED' if report.passed else 'FAILED'}\n")
+    return report
