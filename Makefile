@@ -71,7 +71,7 @@ deps-chromium: ## install the chromium browser (apt-get) for tests/browser when 
 	if [ $$status -ne 0 ]; then echo "deps-chromium: WARNING: apt-get failed ($$status); the browser tests will be skipped"; \
 	else echo "deps-chromium: installed $$(/usr/bin/chromium --version 2>/dev/null | head -n 1)"; fi
 
-demo: $(STAMP) ## set up, then run the demo (data, training, packaging, agent, predictions) on the fake profile
+demo: $(STAMP) ## set up, then the flagship demo on the fake profile: train, deploy to a fleet by IoT job, upgrade under load, web UI
 	$(BIN)/edgesim --log-format text --log-level warning demo
 
 test: $(STAMP) $(MXNET_STAMP) deps-system ## set up (mosquitto and chromium too), then run the whole test suite

@@ -1,4 +1,4 @@
-"""The flagship demo, as far as the Edge Agent goes (issue 3; later issues add OTA and fleets).
+"""The Edge Agent tour (`edgesim demo --agent-tour`; `edgesim demo` runs scenarios/flagship.py).
 
 A factory line makes metal parts; a camera photographs each one and a small model says whether
 the surface is normal or anomalous. Here, with no AWS and no download:
@@ -37,22 +37,51 @@ PRE = Preprocessing(
 
 def add_command(commands: Any) -> None:
     """Register `edgesim demo` (entry point `edgesim.commands`)."""
+    from scenarios import flagship
+
     parser = commands.add_parser(
         "demo",
-        help="generate data, train, package, serve through the Edge Agent, predict (fake profile)",
-        description=__doc__,
+        help="the flagship demo: train both models, deploy them by IoT job to a fleet, upgrade under load",
+        description=f"{flagship.__doc__}\nWith --agent-tour, the Edge Agent tour instead:\n{__doc__}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", default="out/demo", help="folder for data, packages, captures and the report")
-    parser.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
-    parser.add_argument("--train-images", type=int, default=240, help="synthetic training images (default 240)")
+    parser.add_argument("--epochs", type=int, help="training epochs at most (default 40; agent tour 20)")
+    parser.add_argument("--train-images", type=int, help="synthetic training images (default 160; agent tour 240)")
     parser.add_argument("--seed", type=int, default=0, help="seed for data and training (default 0)")
+    parser.add_argument("--devices", type=int, default=3, help="devices in the fleet (default 3)")
+    parser.add_argument("--port", type=int, default=8080, help="web UI port of the first device (default 8080)")
+    parser.add_argument("--no-serve", action="store_true", help="exit when done instead of keeping the web UI up")
+    parser.add_argument("--agent-tour", action="store_true", help="the Edge Agent tour (issue 3's demo) instead")
     parser.set_defaults(handler=_handle)
 
 
 def _handle(args: argparse.Namespace, settings: Settings) -> int:
-    run(Path(args.out), epochs=args.epochs, train_images=args.train_images, seed=args.seed)
-    return 0
+    if args.agent_tour:
+        run(Path(args.out), epochs=args.epochs or 20, train_images=args.train_images or 240, seed=args.seed)
+        return 0
+    import signal
+    import threading
+
+    from scenarios import flagship
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        report = flagship.run(
+            Path(args.out),
+            devices=args.devices,
+            train_images=args.train_images or 160,
+            epochs=args.epochs or 40,
+            seed=args.seed,
+            serve=not args.no_serve,
+            web_port=args.port,
+            stop=stop,
+        )
+    except KeyboardInterrupt:
+        return 0
+    ok = report["upgrade_inference_errors"] == 0 and all(s == "SUCCEEDED" for s in report["upgrade"])
+    return 0 if ok else 1
 
 
 def _percentiles(samples_ms: list[float]) -> dict[str, float]:

@@ -25,6 +25,7 @@ from system.agent.server import EdgeAgent
 from system.config import AgentSettings, CaptureSettings
 from system.edge.device import DeviceApp, DeviceBackends
 from system.edge.device_config import DeviceConfig
+from system.errors import EdgesimError
 from system.ports import JobSpec
 
 TERMINAL = ("SUCCEEDED", "FAILED", "REJECTED", "TIMED_OUT", "CANCELED", "REMOVED")
@@ -119,14 +120,8 @@ class World:
         return job_id
 
     def wait_job(self, job_id: str, timeout: float = 90.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            execution = self.jobs.describe_job_execution(job_id, self.thing)
-            if execution["status"] in TERMINAL:
-                return execution
-            if time.monotonic() > deadline:
-                raise AssertionError(f"job {job_id} still {execution['status']} after {timeout} s: {execution}")
-            time.sleep(0.05)
+        """The job's execution on the seeded thing, once terminal (TimeoutError after `timeout`)."""
+        return self.wait_job_on(job_id, self.thing, timeout)
 
     def _next(self) -> int:
         self._count += 1
@@ -151,14 +146,28 @@ class World:
         self._agents.append((agent, client))
         return agent, client
 
+    def add_thing(self, name: str) -> str:
+        """A new thing in the project's thing group (a group job reaches it); returns its name."""
+        iot = self.cloud.client("iot")
+        iot.create_thing(thingName=name)
+        iot.add_thing_to_thing_group(thingGroupName=self.cloud.project.thing_group_name, thingName=name)
+        return name
+
     def start_device(
-        self, *, agent: tuple[EdgeAgent, GrpcEdgeAgentClient] | None = None, **overrides: Any
+        self,
+        *,
+        agent: tuple[EdgeAgent, GrpcEdgeAgentClient] | None = None,
+        thing: str | None = None,
+        camera_seed: int = 1,
+        **overrides: Any,
     ) -> DeviceApp:
-        """A device on the shared root (a restart sees the files the last one left) and a fresh agent."""
+        """A device of `thing` (default: the seeded one) on its own folder, which a restart of the
+        same thing finds again, with a fresh agent unless `agent` is given."""
+        thing = thing or self.thing
         _, client = agent or self.agent()
         config = DeviceConfig(
-            thing_name=self.thing,
-            root=self.root / "device",
+            thing_name=thing,
+            root=self.root / ("device" if thing == self.thing else f"device-{thing}"),
             rate_hz=20.0,
             web_enabled=False,
             telemetry_flush_interval=0.2,
@@ -166,15 +175,29 @@ class World:
         )
         config = replace(config, **overrides)
         backends = DeviceBackends(
-            bus=self.cloud.device_bus(self.thing, client_id=f"{self.thing}-{self._next()}"),
+            bus=self.cloud.device_bus(thing, client_id=f"{thing}-{self._next()}"),
             stores=self.cloud.object_store,
             client=client,
-            source=SyntheticCamera(seed=1, size=(64, 64)),
+            source=SyntheticCamera(seed=camera_seed, size=(64, 64)),
             agent_target=client.target,
         )
         device = DeviceApp(config, backends, profile=self.profile).start()
         self.devices.append(device)
         return device
+
+    def wait_job_on(self, job_id: str, thing: str, timeout: float = 90.0) -> dict[str, Any]:
+        """The job's execution on `thing`, once terminal."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                execution = self.jobs.describe_job_execution(job_id, thing)
+            except EdgesimError:  # a group job's execution appears once the data plane has taken it
+                execution = {"status": "not created yet"}
+            if execution["status"] in TERMINAL:
+                return execution
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} on {thing} still {execution['status']} after {timeout} s")
+            time.sleep(0.05)
 
     def close(self) -> None:
         for device in self.devices:
