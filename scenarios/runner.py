@@ -88,7 +88,6 @@ def run_scenario(
             stream.write(traceback.format_exc())
     report.finished = report.started + report.now()
     if out is not None:
-        json_path, _ = report.write(out)
-        stream.write(f"report: {json_path}\n")
+        stream.write(f"report: {report.write(out).json}\n")
     stream.write(f"scenario {name}: {'PASSED' if report.passed else 'FAILED'}\n")
     return report

@@ -12,7 +12,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+from simulators.harness.timeline import plot_timeline
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,14 @@ class Transition:
     step: str
     outcome: str | None
     at: float
+
+
+class ReportFiles(NamedTuple):
+    """What `ScenarioReport.write` wrote; `timeline` is None without transitions or without matplotlib."""
+
+    json: Path
+    markdown: Path
+    timeline: Path | None
 
 
 @dataclass
@@ -87,7 +97,8 @@ class ScenarioReport:
         raw["transitions"] = dict(sorted(by_device.items()))
         return raw
 
-    def markdown(self) -> str:
+    def markdown(self, timeline: str | None = None) -> str:
+        """The summary; `timeline` is a line about the PNG timeline (a link to it, or why there is none)."""
         verdict = "PASSED" if self.passed else "FAILED"
         lines = [f"# Scenario {self.scenario}: {verdict}", "", self.description.strip(), ""]
         lines += [f"Profile `{self.profile}`, seed {self.seed}, {self.to_dict()['duration_s']} s.", ""]
@@ -95,15 +106,28 @@ class ScenarioReport:
         lines += [
             f"| {c.name} | {'ok' if c.passed else 'FAILED'} | {c.detail.replace('|', '/')} |" for c in self.checks
         ]
+        if timeline:
+            lines += ["", timeline]
         if self.notes:
             lines += ["", "Notes:", *[f"- {note}" for note in self.notes]]
         if self.error:
             lines += ["", f"Error: `{self.error}`"]
         return "\n".join(lines) + "\n"
 
-    def write(self, folder: Path) -> tuple[Path, Path]:
+    def write(self, folder: Path) -> ReportFiles:
+        """Write <scenario>.json, <scenario>.md and, when there are transitions, <scenario>.png."""
         folder.mkdir(parents=True, exist_ok=True)
         json_path, md_path = folder / f"{self.scenario}.json", folder / f"{self.scenario}.md"
         json_path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        md_path.write_text(self.markdown())
-        return json_path, md_path
+        timeline, line = self._write_timeline(folder / f"{self.scenario}.png")
+        md_path.write_text(self.markdown(line))
+        return ReportFiles(json_path, md_path, timeline)
+
+    def _write_timeline(self, path: Path) -> tuple[Path | None, str | None]:
+        try:
+            written = plot_timeline(self, path)
+        except ModuleNotFoundError as exc:  # matplotlib comes with the dev extra, not with `sim`
+            if (exc.name or "").partition(".")[0] != "matplotlib":
+                raise
+            return None, "Timeline not drawn: matplotlib is not installed (it comes with the `dev` extra)."
+        return written, None if written is None else f"Timeline: [{path.name}]({path.name})"

@@ -30,6 +30,7 @@ def test_scenario_passes_on_fake(name: str, packages: PackageCache, tmp_path: Pa
     written = json.loads((tmp_path / f"{name}.json").read_text())
     assert written["passed"] and written["checks"] and all(c["passed"] for c in written["checks"])
     assert (tmp_path / f"{name}.md").read_text().startswith(f"# Scenario {name}: PASSED")
+    assert (tmp_path / f"{name}.png").is_file() == bool(written["transitions"])
 
 
 @pytest.mark.parametrize("name", LOCAL)

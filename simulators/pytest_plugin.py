@@ -1,0 +1,80 @@
+"""edgesim as a pytest plugin (entry point `pytest11`), for teams that test their own edge code.
+
+    def test_my_upgrade(edgesim_world, edgesim_device):
+        job = edgesim_world.deploy(edgesim_world.document("img-classification", "1"))
+        assert edgesim_world.wait_job(job)["status"] == "SUCCEEDED"
+        assert edgesim_device.latest_result() is not None
+
+Fixtures (each cleaned up after its test):
+- `edgesim_cloud`: a started `SimulatedCloud` (moto, the IoT Jobs data plane, a broker) with a
+  project of its own; `--edgesim-profile local` puts it on a Mosquitto (`--edgesim-mqtt-url`,
+  default mqtt://127.0.0.1:1883) and the moto server.
+- `edgesim_world`: a `World` on that cloud: small real model packages, job documents, IoT jobs,
+  devices to start, kill and restart (`simulators/harness/world.py`).
+- `edgesim_device`: one started device (a real Edge Agent and the edge app) of the seeded thing.
+- `edgesim_faults`: `kill_at(device, step)` and `crash(device)` (`simulators/harness/faults.py`).
+
+Nothing heavy is imported until a fixture is used, so the plugin costs other test suites nothing.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("edgesim")
+    group.addoption("--edgesim-profile", choices=("fake", "local"), default="fake", help="edgesim fixtures' profile")
+    group.addoption("--edgesim-mqtt-url", default="mqtt://127.0.0.1:1883", help="the broker of the local profile")
+
+
+@pytest.fixture(scope="session")
+def edgesim_packages(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Model packages exported once per session (`PackageCache`)."""
+    from simulators.harness.world import PackageCache
+
+    return PackageCache(tmp_path_factory.mktemp("edgesim-packages"))
+
+
+@pytest.fixture
+def edgesim_cloud(request: pytest.FixtureRequest) -> Iterator[Any]:
+    from simulators.cloud import SimulatedCloud
+
+    profile = request.config.getoption("--edgesim-profile")
+    options: dict[str, Any] = {"project": f"pt-{uuid.uuid4().hex[:8]}"}
+    if profile == "local":
+        options["mqtt_url"] = request.config.getoption("--edgesim-mqtt-url")
+    with SimulatedCloud(profile, **options) as cloud:
+        yield cloud
+
+
+@pytest.fixture
+def edgesim_world(edgesim_cloud: Any, edgesim_packages: Any) -> Iterator[Any]:
+    from simulators.harness.world import World
+
+    with tempfile.TemporaryDirectory(prefix="es-") as short:  # short: agents' unix sockets live here
+        world = World(edgesim_cloud, edgesim_packages, Path(short), edgesim_cloud.profile)
+        try:
+            yield world
+        finally:
+            world.close()
+
+
+@pytest.fixture
+def edgesim_device(edgesim_world: Any) -> Any:
+    """A started device of the seeded thing (stopped with the world)."""
+    return edgesim_world.start_device()
+
+
+@pytest.fixture
+def edgesim_faults() -> ModuleType:
+    from simulators.harness import faults
+
+    return faults
