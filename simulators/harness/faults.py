@@ -73,8 +73,7 @@ def _kill_mid_download(device: DeviceApp) -> None:
 def crash(device: DeviceApp, timeout: float = 30.0) -> None:
     """Wait for the kill to have happened, then drop the device (sockets, threads; no file writes)."""
     deadline = time.monotonic() + timeout
-    thread = device.driver._thread
-    while thread is not None and thread.is_alive():
+    while device.driver.running:
         if time.monotonic() > deadline:
             raise TimeoutError(f"the OTA worker of {device.config.thing_name} did not die within {timeout} s")
         time.sleep(0.02)

@@ -98,11 +98,17 @@ class OtaDriver:
     def on_notify(self, payload: dict[str, Any]) -> None:
         """A job list changed; if the job in progress left it, the cloud may have ended it."""
         current = self.journal.current
-        jobs = payload.get("jobs") if isinstance(payload.get("jobs"), dict) else {}
-        in_progress = {str(j.get("jobId")) for j in (jobs or {}).get("IN_PROGRESS", []) if isinstance(j, dict)}
+        jobs = payload.get("jobs")
+        listed = jobs.get("IN_PROGRESS", []) if isinstance(jobs, dict) else []
+        in_progress = {str(j.get("jobId")) for j in listed if isinstance(j, dict)}
         if current is not None and current.job_id not in in_progress:
             self._check_cloud.set()
         self._wake.set()
+
+    @property
+    def running(self) -> bool:
+        """Whether the worker thread is alive (False before start, after stop, or after it died)."""
+        return self._thread is not None and self._thread.is_alive()
 
     @property
     def current(self) -> JobState | None:

@@ -16,7 +16,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -28,6 +28,8 @@ pytestmark = pytest.mark.parametrize("world", ["local"], indirect=True)
 
 class DeviceProcess:
     """One `edgesim device run` process; `url` is its web UI once it has started."""
+
+    started: ClassVar[list[subprocess.Popen[str]]] = []  # every process launched, for clean-up
 
     def __init__(self, config: Path, profile: str = "local") -> None:
         env = {
@@ -41,6 +43,7 @@ class DeviceProcess:
         command = [sys.executable, "-m", "system.cli", "--log-format", "text", "device", "run", "--config", str(config)]
         command += ["--profile", profile]  # the subcommand's own flag (EDGESIM_PROFILE says the same)
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        DeviceProcess.started.append(self.process)
         self.lines: queue.Queue[str] = queue.Queue()
         self.output: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
@@ -77,22 +80,12 @@ class DeviceProcess:
 @pytest.fixture(autouse=True)
 def no_leftover_devices() -> Iterator[None]:
     """Kill every device process a test started and did not stop (a failed assertion skips stop())."""
-    started: list[DeviceProcess] = []
-    original = DeviceProcess.__init__
-
-    def tracking(self: DeviceProcess, *args: Any, **kwargs: Any) -> None:
-        started.append(self)
-        original(self, *args, **kwargs)
-
-    DeviceProcess.__init__ = tracking  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        DeviceProcess.__init__ = original  # type: ignore[method-assign]
-        for device in started:
-            if device.process.poll() is None:
-                device.process.kill()
-                device.process.wait(10)
+    yield
+    while DeviceProcess.started:
+        process = DeviceProcess.started.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
 
 
 @pytest.fixture

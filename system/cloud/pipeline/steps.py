@@ -13,6 +13,7 @@ import hashlib
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,13 @@ class IngestStep:
     version: str = "1"
     cacheable: bool = True
 
+    @cached_property
+    def fingerprint(self) -> str:
+        """Read once: hashing every image is the step's costliest part when it is cached."""
+        return folder_fingerprint(self.data)
+
     def params(self) -> Mapping[str, Any]:
-        return {"fingerprint": folder_fingerprint(self.data)}
+        return {"fingerprint": self.fingerprint}
 
     def inputs(self, results: Mapping[str, StepOutcome]) -> Mapping[str, str]:
         return {}
@@ -79,7 +85,7 @@ class IngestStep:
             raise PipelineError(f"{self.data} has neither train/ nor test/: expected the KolektorSDD2 layout")
         samples = [sample for split in splits for sample in load_split(self.data, split)]
         report = publish_seed_layout(samples, context.store, context.output_prefix)
-        report["fingerprint"] = self.params()["fingerprint"]
+        report["fingerprint"] = self.fingerprint
         report["source"] = str(self.data)
         outputs = {"layout": context.output_prefix, "report": context.put_json("ingest-report.json", report)}
         return StepOutcome(outputs, {"images": report.get("images"), "anomalous": report.get("anomalous")})
