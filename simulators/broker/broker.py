@@ -131,7 +131,7 @@ class SimulatedBroker:
                 session = self._sessions.get(client_id)
             present = session is not None and session.persistent and not clean_session
             if session is not None and not present:
-                self._discard(session)
+                self._discard(session, "clean session")
             if session is None or not present:
                 session = self._sessions[client_id] = Session(client_id, persistent=not clean_session)
             connection = session.connection = Connection(client_id, identity, session, lane, endpoint, will)
@@ -244,7 +244,7 @@ class SimulatedBroker:
                     self._drop(session.connection, "broker restart")
             if not self.persistence:
                 for session in list(self._sessions.values()):
-                    self._discard(session)
+                    self._discard(session, "broker restart")
                 self._retained.clear()
             self._down_until = self.executor.now() + downtime
 
@@ -372,11 +372,19 @@ class SimulatedBroker:
             will = connection.will
             self._accept(connection.client_id, connection.identity, will.topic, will.payload, will.qos, will.retain)
         if not session.persistent:
-            self._discard(session)
+            self._discard(session, "clean session")
         if notify:
             connection.endpoint.connection_lost(connection, reason)
 
-    def _discard(self, session: Session) -> None:
+    def _discard(self, session: Session, reason: str) -> None:
+        """End a session; what it still held for its client (sent but unacknowledged, or waiting) is lost."""
+        # MQTT 3.1.1 3.1.2.4: the session state goes with it. Those messages were accepted from their
+        # publishers, so each loss is recorded, as every other drop is: none may vanish unrecorded.
+        now = self.executor.now()
+        for message in [*session.inflight.values(), *(message for message, _ in session.queued)]:
+            self._add(Dropped(now, session.client_id, message.topic, reason))
+        session.inflight.clear()
+        session.queued.clear()
         for topic_filter in session.subscriptions:
             self._index.remove(topic_filter, session)
         if self._sessions.get(session.client_id) is session:

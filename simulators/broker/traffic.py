@@ -57,10 +57,18 @@ class Delivered(NamedTuple):
 
 
 class Dropped(NamedTuple):
+    """A message the broker accepted that one client will not get (or, for "fault", one lost send).
+
+    "offline": QoS 0 for an absent session (or `deliver_to` one with no session); "queue full": over
+    `max_queued_messages`; "clean session" / "broker restart": held by a session when it ended
+    (in flight or queued), one event per message. "fault" is a lost transmission: a QoS 1 message
+    stays in flight and is sent again, or, if its clean session ends first, recorded again then.
+    """
+
     time: float
     client_id: str  # the client that did not get the message
     topic: str
-    reason: str  # "fault", "offline", "queue full", "clean session"
+    reason: str  # "fault", "offline", "queue full", "clean session", "broker restart"
 
 
 class Denied(NamedTuple):

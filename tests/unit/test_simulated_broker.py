@@ -354,3 +354,48 @@ def test_qos1_beyond_the_in_flight_window_waits_in_order_and_a_full_queue_drops(
         assert broker.session("dev1").inflight == 0  # type: ignore[union-attr]
     finally:
         broker.close()
+
+
+def test_what_a_clean_session_held_when_it_ends_is_recorded_as_dropped(clock: VirtualClock) -> None:
+    # Accepted QoS 1 messages must be delivered or recorded as dropped: the session's end lost two
+    # in flight and three queued without a trace before.
+    broker = SimulatedBroker(clock=clock, max_inflight=2, max_queued_messages=3)
+    try:
+        subscriber, publisher = InMemoryMessageBus(broker, "dev1"), InMemoryMessageBus(broker, "cloud")
+        subscriber.connect()
+        publisher.connect()
+        subscriber.subscribe("t", Collector(), qos=1)
+        for number in range(6):
+            publisher.publish("t", str(number).encode(), qos=1)
+        subscriber.close()  # before the clock delivered anything: no PUBACK came back
+        clock.advance(1.0)
+
+        reasons = [drop.reason for drop in broker.record.drops("dev1")]
+        assert reasons == ["queue full"] + ["clean session"] * 5
+        assert broker.record.deliveries("dev1") == []
+    finally:
+        broker.close()
+
+
+@pytest.mark.parametrize("ending", ["clean connect", "restart without persistence"])
+def test_what_a_discarded_persistent_session_queued_is_recorded_as_dropped(clock: VirtualClock, ending: str) -> None:
+    broker = SimulatedBroker(clock=clock, persistence=False)
+    try:
+        device = InMemoryMessageBus(broker, "dev1", clean_session=False)
+        device.connect()
+        device.subscribe("t", Collector(), qos=1)
+        device.close()
+        cloud = InMemoryMessageBus(broker, "cloud")
+        cloud.connect()
+        cloud.publish("t", b"kept for dev1", qos=1)
+        assert broker.session("dev1").queued == 1  # type: ignore[union-attr]
+
+        if ending == "clean connect":
+            InMemoryMessageBus(broker, "dev1").connect()  # CleanSession = 1 discards the old session
+        else:
+            broker.restart()
+
+        reason = "clean session" if ending == "clean connect" else "broker restart"
+        assert broker.record.drops("dev1") == [Dropped(1000.0, "dev1", "t", reason)]
+    finally:
+        broker.close()
