@@ -146,6 +146,23 @@ class World:
         self._agents.append((agent, client))
         return agent, client
 
+    def restart_agent(self, agent: tuple[EdgeAgent, GrpcEdgeAgentClient]) -> tuple[EdgeAgent, GrpcEdgeAgentClient]:
+        """A fresh agent, holding no models, on the socket and settings of `agent`, as systemd starts
+        one after a crash. The old one is stopped at once if it still runs; the returned pair keeps
+        its client, whose channel reconnects to the new agent by itself."""
+        old, client = agent
+        old.stop(grace=0)
+        to_s3 = old.settings.capture.destination == "Cloud"
+        fresh = EdgeAgent(old.settings, capture_store=self.store if to_s3 else None)
+        fresh.start()
+        restarted = (fresh, client)
+        known = [i for i, (each, _) in enumerate(self._agents) if each is old]
+        if known:
+            self._agents[known[0]] = restarted  # close() stops the new agent, and closes the client once
+        else:
+            self._agents.append(restarted)
+        return restarted
+
     def add_thing(self, name: str) -> str:
         """A new thing in the project's thing group (a group job reaches it); returns its name."""
         iot = self.cloud.client("iot")

@@ -4,7 +4,8 @@
 models of models_config.json restored into the agent, the OTA driver on IoT Jobs, the continuous
 inference loop with data capture, telemetry and metrics, and the web UI. It is also the
 `DeviceView` the web UI reads. Start order matters: models are restored before MQTT connects, so
-an OTA job never races the start-up loads (the seed's did, seed-behaviours.md section 3).
+an OTA job never races the start-up loads (the seed's did, seed-behaviours.md section 3). After
+start-up the agent watch, run by the inference loop's thread, reloads them if the agent restarts.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 from PIL import Image
 
+from system.edge.agent_watch import AgentWatch
 from system.edge.device_config import DeviceConfig
 from system.edge.health import HealthCheckSettings
 from system.edge.image_source import Frame, ImageSource
@@ -82,6 +84,14 @@ class DeviceApp:
             flush_interval=config.telemetry_flush_interval,
         )
         self.metrics.watch_telemetry(self.telemetry)
+        self.agent_watch = AgentWatch(
+            backends.client,
+            self.config_file,
+            self.layout,
+            self.roster,
+            self.journal,
+            interval=config.agent_check_interval,
+        )
         self.engine = InferenceEngine(
             backends.client,
             self.roster,
@@ -89,8 +99,15 @@ class DeviceApp:
             threshold=config.threshold,
             history=config.history,
             on_result=self._on_result,
+            on_agent_trouble=self.agent_watch.notice,
         )
-        self.loop = InferenceLoop(self.engine, backends.source, rate_hz=config.rate_hz)
+        self.loop = InferenceLoop(
+            self.engine,
+            backends.source,
+            rate_hz=config.rate_hz,
+            housekeeping=self.agent_watch.check,  # no thread of its own: checks between frames
+            housekeeping_interval=min(1.0, config.agent_check_interval),
+        )
         signing_key = load_public_key(config.signing_public_key) if config.signing_public_key else None
         self._require_signature = signing_key is not None
         self.steps = OtaSteps(
@@ -247,7 +264,7 @@ class DeviceApp:
             "profile": self.profile,
             "uptime_seconds": round(time.time() - self._started_at, 3) if self._started_at else 0.0,
             "healthy": agent_ok and self.loop.running,
-            "agent": {"target": self.backends.agent_target, "reachable": agent_ok},
+            "agent": {"target": self.backends.agent_target, "reachable": agent_ok, **self.agent_watch.snapshot()},
             "mqtt": {"connected": self.backends.bus.connected},
             "ota": {"current_job": None if current is None else _job_view(current), "errors": self.driver.errors},
             "inference": {

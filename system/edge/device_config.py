@@ -4,7 +4,8 @@
       "thing_name": "edgesim-device-1",
       "root": "/var/lib/edgesim/device-1",            # the seed's $SM_EDGE_AGENT_HOME
       "models_config": null,                           # default <root>/models_config.json
-      "agent": {"target": "", "config": null},         # "" = run the agent in-process on <root>/agent.sock
+      "agent": {"target": "", "config": null,          # "" = run the agent in-process on <root>/agent.sock
+                "check_interval": 5.0},                # seconds between checks that it still holds the models
       "mqtt": {"url": "mqtt://127.0.0.1:1883", "client_id": null,
                "tls": {"ca": "...", "cert": "...", "key": "..."}},
       "object_store": {"endpoint_url": null, "region": "us-east-1"},
@@ -47,6 +48,7 @@ class DeviceConfig:
     models_config: Path | None = None
     agent_target: str = ""
     agent_config: Path | None = None
+    agent_check_interval: float = 5.0  # the agent watch's ListModels period (agent_watch.py)
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     mqtt_client_id: str | None = None
     mqtt_tls: Mapping[str, Path] | None = None
@@ -82,6 +84,8 @@ class DeviceConfig:
             raise ConfigError("ota.health_check.output_range must be [low, high] with low <= high")
         if not 0.0 <= self.capture_fraction <= 1.0:
             raise ConfigError("inference.capture_fraction must be between 0 and 1")
+        if not self.agent_check_interval > 0:
+            raise ConfigError("agent.check_interval must be > 0 seconds")
         if self.rate_hz < 0:
             raise ConfigError("inference.rate_hz must be >= 0 (0 pauses the loop)")
         if not 0.0 < self.threshold < 1.0:
@@ -178,6 +182,7 @@ def parse_device_config(raw: object, base: Path) -> DeviceConfig:
         models_config=top.path_("models_config"),
         agent_target=agent.str_("target", ""),
         agent_config=agent.path_("config"),
+        agent_check_interval=agent.float_("check_interval", DeviceConfig.agent_check_interval),
         mqtt_url=mqtt.str_("url", DeviceConfig.mqtt_url),
         mqtt_client_id=mqtt.str_("client_id", None),
         mqtt_tls=_tls(mqtt),

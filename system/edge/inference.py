@@ -10,7 +10,9 @@ the same `preprocess` the training pipeline uses. A failing model becomes an ent
 Hot swaps: the OTA worker switches the roster to the new identifier and then unloads the old one, so
 a frame that read the roster just before the switch may find its model gone (NOT_FOUND). The engine
 then reads the roster again and, if another identifier now serves the application, retries once
-with it: a swap never shows up as a failed inference.
+with it: a swap never shows up as a failed inference. A serving model that still answers NOT_FOUND,
+or an agent that does not answer (UNAVAILABLE), is reported to `on_agent_trouble`: the agent may
+have restarted empty, and `agent_watch.AgentWatch` (run as the loop's `housekeeping`) reloads it.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class _Outcome:
     error: str | None = None
     captured: bool = False
     not_found: bool = False  # Predict said NOT_FOUND: the model may have been swapped out meanwhile
+    unavailable: bool = False  # Predict could not reach the agent
 
 
 class InferenceEngine:
@@ -67,6 +70,8 @@ class InferenceEngine:
     both applications capture the same frames) are sent to the agent's CaptureData, which writes
     them in the Edge Manager layout. A capture failure is counted and logged; it never fails the
     inference. Thread-safe: the loop and web uploads may call `infer` at the same time.
+    `on_agent_trouble(identifier)` hears of every Predict of a serving model that failed with
+    NOT_FOUND or UNAVAILABLE, on the inferring thread: it must be quick and must not raise.
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class InferenceEngine:
         history: int = 50,
         rng_seed: int | None = None,
         on_result: Callable[[InferenceResult], None] | None = None,
+        on_agent_trouble: Callable[[str], None] | None = None,
         thumbnail_side: int = 320,
     ) -> None:
         if history < 1:
@@ -89,6 +95,7 @@ class InferenceEngine:
         self.threshold = threshold
         self._thumbnail_side = thumbnail_side
         self._on_result = on_result
+        self._on_agent_trouble = on_agent_trouble
         self._rng = random.Random(rng_seed)
         self._lock = threading.Lock()
         self._history: deque[InferenceResult] = deque(maxlen=history)
@@ -194,7 +201,10 @@ class InferenceEngine:
                     "model swapped during inference; retrying with the new one",
                     extra=fields(app=app, old=model.identifier, new=current.identifier),
                 )
-                outcome = self._run_model(app, current, frame, shown, capture, timestamp)
+                model = current
+                outcome = self._run_model(app, model, frame, shown, capture, timestamp)
+        if (outcome.not_found or outcome.unavailable) and self._on_agent_trouble is not None:
+            self._on_agent_trouble(model.identifier)
         if outcome.error:
             self._log_failure(app, outcome.error)
         else:
@@ -221,8 +231,13 @@ class InferenceEngine:
                 return _Outcome(result=self._classification(model, y, latency_ms), captured=captured)
             return _Outcome(result=self._segmentation(model, y, frame, shown, latency_ms), captured=captured)
         except (EdgesimError, ValueError) as exc:
-            not_found = isinstance(exc, AgentError) and exc.code == "NOT_FOUND" and stage == "predict"
-            return _Outcome(error=f"{model.identifier}: {stage} failed: {exc}", captured=captured, not_found=not_found)
+            code = exc.code if isinstance(exc, AgentError) and stage == "predict" else ""
+            return _Outcome(
+                error=f"{model.identifier}: {stage} failed: {exc}",
+                captured=captured,
+                not_found=code == "NOT_FOUND",
+                unavailable=code == "UNAVAILABLE",
+            )
         except Exception as exc:  # a bug or an unexpected library error: reported, with its traceback in the log
             log.exception("inference failed unexpectedly", extra=fields(app=app, model=model.identifier, stage=stage))
             error = f"{model.identifier}: {stage} failed: {type(exc).__name__}: {exc}"
@@ -302,6 +317,8 @@ class InferenceLoop:
     once rather than in a burst catching up. A failing source or engine is logged, counted in
     `errors`, and retried after a backoff that grows from 0.1 s to `max_backoff` while failures
     continue: the loop never dies silently. `stop()` returns at once, even mid-wait.
+    `housekeeping` (the device's agent watch) runs on this thread before every frame and, while
+    frames are far apart or paused, at least every `housekeeping_interval` seconds.
     """
 
     def __init__(
@@ -312,8 +329,12 @@ class InferenceLoop:
         rate_hz: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
         max_backoff: float = 5.0,
+        housekeeping: Callable[[], object] | None = None,
+        housekeeping_interval: float = 1.0,
     ) -> None:
         self._engine = engine
+        self._housekeeping = housekeeping
+        self._housekeeping_interval = housekeeping_interval
         self._source = source
         self._clock = clock
         self._max_backoff = max_backoff
@@ -363,6 +384,7 @@ class InferenceLoop:
         next_due = self._clock()
         failures = 0
         while not self._stopping.is_set():
+            self._housekeep()
             if self._rate_hz != rate:
                 rate, next_due = self._rate_hz, self._clock()
             if rate <= 0:
@@ -395,10 +417,20 @@ class InferenceLoop:
         self.frames += 1
         return True
 
+    def _housekeep(self) -> None:
+        if self._housekeeping is None:
+            return
+        try:
+            self._housekeeping()
+        except Exception:  # the loop outlives its housekeeping's bugs: logged, tried again next time
+            log.exception("inference loop housekeeping failed")
+
     def _failed(self, exc: Exception) -> None:
         self.errors += 1
         self.last_error = f"{type(exc).__name__}: {exc}"
 
     def _wait(self, delay: float | None) -> None:
+        if self._housekeeping is not None:
+            delay = self._housekeeping_interval if delay is None else min(delay, self._housekeeping_interval)
         self._wake.wait(delay)
         self._wake.clear()
