@@ -49,7 +49,15 @@ def add_command(commands: Any) -> None:
     parser.add_argument("--epochs", type=int, help="training epochs at most (default 40; agent tour 20)")
     parser.add_argument("--train-images", type=int, help="synthetic training images (default 160; agent tour 240)")
     parser.add_argument("--seed", type=int, default=0, help="seed for data and training (default 0)")
-    parser.add_argument("--devices", type=int, default=3, help="devices in the fleet (default 3)")
+    parser.add_argument(
+        "--devices", type=int, default=1, help="full devices (real agent and models) in the fleet (default 1)"
+    )
+    parser.add_argument(
+        "--light-devices",
+        type=int,
+        default=20,
+        help="light devices (OTA code on a simulated model runtime) in the fleet (default 20)",
+    )
     parser.add_argument("--port", type=int, default=8080, help="web UI port of the first device (default 8080)")
     parser.add_argument("--no-serve", action="store_true", help="exit when done instead of keeping the web UI up")
     parser.add_argument("--agent-tour", action="store_true", help="the Edge Agent tour (issue 3's demo) instead")
@@ -71,6 +79,7 @@ def _handle(args: argparse.Namespace, settings: Settings) -> int:
         report = flagship.run(
             Path(args.out),
             devices=args.devices,
+            light_devices=args.light_devices,
             train_images=args.train_images or 160,
             epochs=args.epochs or 40,
             seed=args.seed,
@@ -80,7 +89,9 @@ def _handle(args: argparse.Namespace, settings: Settings) -> int:
         )
     except KeyboardInterrupt:
         return 0
-    ok = report["upgrade_inference_errors"] == 0 and all(s == "SUCCEEDED" for s in report["upgrade"])
+    upgrade = report["upgrade"]
+    light_ok = set(upgrade["light"]) <= {"SUCCEEDED"}
+    ok = report["upgrade_inference_errors"] == 0 and all(s == "SUCCEEDED" for s in upgrade["full"]) and light_ok
     return 0 if ok else 1
 
 

@@ -3,7 +3,8 @@
 A run builds the profile's world (a simulated cloud and its seeded thing; on `local`, Mosquitto at
 `mqtt_url` and the moto server), calls `run(h)` with a `Harness`, stops everything, and writes the
 report (JSON and Markdown) to `out`. Profiles a scenario cannot serve are refused by name: its
-`PROFILES` lists those it supports.
+`PROFILES` lists those it supports. A scenario with `VIRTUAL_CLOCK = True` (the fleet ones) gets a
+cloud on a `VirtualClock` on the fake profile; on `local` time is the wall's.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from types import ModuleType
 from typing import Any, TextIO
 
 import scenarios
+from simulators.clock import VirtualClock
 from simulators.cloud import SimulatedCloud
 from simulators.harness.harness import Harness
 from simulators.harness.report import ScenarioReport
@@ -58,6 +60,7 @@ def run_scenario(
     mqtt_url: str | None = None,
     packages: PackageCache | None = None,
     stream: TextIO | None = None,
+    devices: int | None = None,
 ) -> ScenarioReport:
     catalog = discover()
     if name not in catalog:
@@ -68,6 +71,10 @@ def run_scenario(
     stream = stream or sys.stderr
     report = ScenarioReport(name, profile, seed, scenario.description)
     options: dict[str, Any] = {"project": f"sc-{seed}"}
+    if profile == "fake" and getattr(scenario.module, "VIRTUAL_CLOCK", False):
+        # Fleet scenarios: the broker, the jobs plane and every light device on one simulated clock,
+        # so an hour-long rollout runs in seconds and the same seed gives the same run.
+        options["clock"] = VirtualClock()
     if profile == "local":
         options["mqtt_url"] = mqtt_url or "mqtt://127.0.0.1:1883"
         # moto server state outlives a run in this process (and the broker is shared): a project of
@@ -80,7 +87,7 @@ def run_scenario(
             with SimulatedCloud(profile, **options) as cloud:
                 world = World(cloud, cache, Path(short), profile, job_prefix=f"{name}-s{seed}")
                 try:
-                    scenario.module.run(Harness(world, report, stream=stream))
+                    scenario.module.run(Harness(world, report, stream=stream, devices=devices))
                 finally:
                     world.close()
         except Exception as exc:  # noqa: BLE001 - a crashing scenario is a failed run with its traceback

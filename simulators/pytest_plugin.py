@@ -13,6 +13,18 @@ Fixtures (each cleaned up after its test):
   devices to start, kill and restart (`simulators/harness/world.py`).
 - `edgesim_device`: one started device (a real Edge Agent and the edge app) of the seeded thing.
 - `edgesim_faults`: `kill_at(device, step)` and `crash(device)` (`simulators/harness/faults.py`).
+- `edgesim_fleet`: a factory, `edgesim_fleet(count, faults=..., **LightSettings)`, of fleets of light
+  devices (`simulators/fleet/`) in a thing group of their own (`fleet.group_arn`); light packages
+  come from `edgesim_world.light_document(model, version)`.
+- `edgesim_clock`: a `VirtualClock` (fake profile only). A test that asks for it gets a cloud on it:
+  the broker, the jobs data plane and the fleets' devices then move only when the test advances
+  it (`fleet.run_until(condition, max_seconds)`), so an hour of rollout runs in seconds.
+
+    def test_canary(edgesim_world, edgesim_fleet, edgesim_clock):
+        fleet = edgesim_fleet(50)
+        job = edgesim_world.deploy(edgesim_world.light_document("img-classification", "1"),
+                                   targets=[fleet.group_arn], rollout={"maximumPerMinute": 10})
+        assert fleet.run_until(lambda: fleet.finished(job), max_seconds=3600)
 
 Nothing heavy is imported until a fixture is used, so the plugin costs other test suites nothing.
 """
@@ -21,7 +33,7 @@ from __future__ import annotations
 
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -44,6 +56,16 @@ def edgesim_packages(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 @pytest.fixture
+def edgesim_clock(request: pytest.FixtureRequest) -> Any:
+    """A virtual clock for the test's cloud (requesting it puts `edgesim_cloud` on it)."""
+    if request.config.getoption("--edgesim-profile") != "fake":
+        pytest.skip("the virtual clock needs the fake profile (a real broker runs in wall time)")
+    from simulators.clock import VirtualClock
+
+    return VirtualClock()
+
+
+@pytest.fixture
 def edgesim_cloud(request: pytest.FixtureRequest) -> Iterator[Any]:
     from simulators.cloud import SimulatedCloud
 
@@ -51,6 +73,8 @@ def edgesim_cloud(request: pytest.FixtureRequest) -> Iterator[Any]:
     options: dict[str, Any] = {"project": f"pt-{uuid.uuid4().hex[:8]}"}
     if profile == "local":
         options["mqtt_url"] = request.config.getoption("--edgesim-mqtt-url")
+    if "edgesim_clock" in request.fixturenames:
+        options["clock"] = request.getfixturevalue("edgesim_clock")
     with SimulatedCloud(profile, **options) as cloud:
         yield cloud
 
@@ -71,6 +95,27 @@ def edgesim_world(edgesim_cloud: Any, edgesim_packages: Any) -> Iterator[Any]:
 def edgesim_device(edgesim_world: Any) -> Any:
     """A started device of the seeded thing (stopped with the world)."""
     return edgesim_world.start_device()
+
+
+@pytest.fixture
+def edgesim_fleet(edgesim_world: Any) -> Callable[..., Any]:
+    """A factory of started fleets of light devices (stopped with the world)."""
+    from simulators.fleet.fleet import Fleet
+    from simulators.fleet.light_device import LightSettings
+
+    made: list[Any] = []
+
+    def make(count: int, *, faults: Callable[[int], Any] | None = None, **settings: Any) -> Any:
+        n = len(made)
+        fleet = Fleet(
+            edgesim_world.cloud, edgesim_world.scratch(f"fleet{n}"), settings=LightSettings(**settings), prefix=f"f{n}"
+        )
+        edgesim_world.closers.append(fleet.close)
+        fleet.provision(count, faults=faults)
+        made.append(fleet)
+        return fleet
+
+    return make
 
 
 @pytest.fixture

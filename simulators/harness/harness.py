@@ -15,6 +15,10 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from simulators.fleet.fleet import Fleet
+from simulators.fleet.light_device import LightSettings
+from simulators.fleet.progress import Progress
+from simulators.fleet.runtime import RuntimeFaults
 from simulators.harness.report import ScenarioReport
 from simulators.harness.world import World
 from system.edge.device import DeviceApp
@@ -22,12 +26,17 @@ from system.edge.ota_machine import JobState
 
 
 class Harness:
-    def __init__(self, world: World, report: ScenarioReport, *, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, world: World, report: ScenarioReport, *, stream: TextIO | None = None, devices: int | None = None
+    ) -> None:
+        """`devices`: the fleet size asked for on the command line (`--devices`), if any."""
         self.world = world
         self.report = report
         self.rng = np.random.default_rng(report.seed)
         self.stream = stream or sys.stderr
         self.devices: list[DeviceApp] = []
+        self.requested_devices = devices
+        self.fleets: list[Fleet] = []
 
     @property
     def profile(self) -> str:
@@ -94,6 +103,58 @@ class Harness:
         device.job_listeners.append(record)
         self.devices.append(device)
         return device
+
+    # -- fleets of light devices ---------------------------------------------------------------
+
+    def fleet_size(self, default: int) -> int:
+        """The scenario's fleet size: `--devices` when given, else the scenario's own default."""
+        return self.requested_devices or default
+
+    def fleet(
+        self, count: int, *, faults: Callable[[int], RuntimeFaults | None] | None = None, **settings: Any
+    ) -> Fleet:
+        """`count` light devices in a thing group of their own, started; their OTA transitions go to
+        the report, and the report's times follow the fleet's clock (virtual on the fake profile)."""
+        n = len(self.fleets)
+        fleet = Fleet(
+            self.world.cloud,
+            self.world.scratch(f"fleet{n}"),
+            settings=LightSettings(**settings),
+            prefix=f"{self.report.scenario[:20]}-f{n}",
+            progress=Progress(self.report.now, self.stream),
+        )
+        self.world.closers.append(fleet.close)
+        fleet.listeners.append(
+            lambda thing, state: self.report.add_transition(
+                thing, state.job_id, str(state.step), state.outcome and str(state.outcome)
+            )
+        )
+        self.report.use_clock(fleet.clock.now)
+        self.step(f"provisioning {count} light devices (things in group {fleet.group})")
+        fleet.provision(count, faults=faults)
+        self.fleets.append(fleet)
+        return fleet
+
+    def light_document(self, model: str, version: str, **fields: Any) -> dict[str, Any]:
+        """Upload a light package of `model` at `version` and return its job document."""
+        return self.world.light_document(model, version, **fields)
+
+    def fleet_job(self, fleet: Fleet, document: dict[str, Any], **configs: Any) -> str:
+        """A job for the fleet's group; `configs` are JobSpec's (rollout, abort, timeout, retry...)."""
+        job_id = self.world.deploy(document, targets=[fleet.group_arn], **configs)
+        self.step(
+            f"job {job_id} for {len(fleet.devices)} devices: {document['model_name']} {document['model_version']}"
+        )
+        return job_id
+
+    def run_fleet(self, fleet: Fleet, name: str, condition: Callable[[], bool], max_seconds: float) -> bool:
+        """Check that `condition` becomes true within `max_seconds` of fleet time."""
+        started = fleet.clock.now()
+        done = fleet.run_until(condition, max_seconds)
+        took = fleet.clock.now() - started
+        return self.check(
+            name, done, f"after {took:.0f} s of fleet time" if done else f"not within {max_seconds:.0f} s"
+        )
 
     def served(self, device: DeviceApp) -> dict[str, str]:
         """name -> version of what the device serves."""

@@ -1,7 +1,8 @@
 """A scenario run's report: named checks, each device's OTA transitions, JSON and Markdown.
 
 Checks replace bare asserts: every one is recorded with its outcome and detail, and a run fails
-(non-zero exit) when any did. Times are seconds since the run started; `canonical()` leaves them
+(non-zero exit) when any did. Times are seconds since the run started (on the fleet's virtual clock
+once `use_clock` is called, so a simulated hour reads as 3600 s); `canonical()` leaves them
 out, so two runs with the same seed on the fake profile compare equal although wall times differ.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -55,8 +57,17 @@ class ScenarioReport:
     finished: float | None = None
     error: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _last: dict[tuple[str, str], tuple[str, str | None]] = field(default_factory=dict, repr=False)
+    _clock: tuple[Callable[[], float], float] | None = field(default=None, repr=False)
+
+    def use_clock(self, now: Callable[[], float]) -> None:
+        """Time checks and transitions by this clock from now on (a fleet's virtual clock), not the wall."""
+        self._clock = (now, now() - self.now())
 
     def now(self) -> float:
+        if self._clock is not None:
+            clock, origin = self._clock
+            return round(clock() - origin, 3)
         return round(time.monotonic() - self.started, 3)
 
     def add_check(self, name: str, passed: bool, detail: str) -> None:
@@ -65,8 +76,8 @@ class ScenarioReport:
 
     def add_transition(self, device: str, job_id: str, step: str, outcome: str | None) -> None:
         with self._lock:
-            last = next((t for t in reversed(self.transitions) if t.device == device and t.job_id == job_id), None)
-            if last is None or (last.step, last.outcome) != (step, outcome):
+            if self._last.get((device, job_id)) != (step, outcome):  # a repeated state adds nothing
+                self._last[device, job_id] = (step, outcome)
                 self.transitions.append(Transition(device, job_id, step, outcome, self.now()))
 
     @property
@@ -81,6 +92,7 @@ class ScenarioReport:
             "passed": self.passed,
             "error": self.error,
             "duration_s": None if self.finished is None else round(self.finished - self.started, 3),
+            "time": "virtual clock" if self._clock is not None else "wall clock",
             "checks": [vars(c) for c in self.checks],
             "transitions": [vars(t) for t in self.transitions],
             "notes": list(self.notes),

@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import shutil
 import tarfile
+import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from simulators.camera import SyntheticCamera
 from simulators.cloud import SimulatedCloud
+from simulators.fleet.packages import light_archive
 from simulators.model_zoo import export_broken_package, export_classifier_package, export_segmenter_package
 from system.adapters.agent_client import GrpcEdgeAgentClient
 from system.agent.server import EdgeAgent
@@ -84,6 +89,8 @@ class World:
         self.devices: list[DeviceApp] = []
         self._agents: list[tuple[EdgeAgent, GrpcEdgeAgentClient]] = []
         self._count = 0
+        self._scratch: Path | None = None
+        self.closers: list[Callable[[], None]] = []  # run first by close() (fleets)
 
     # -- cloud side ----------------------------------------------------------------------------
 
@@ -113,11 +120,29 @@ class World:
         document.update(fields)
         return {k: v for k, v in document.items() if v is not None}
 
-    def deploy(self, document: dict[str, Any]) -> str:
+    def light_document(self, model: str, version: str, **fields: Any) -> dict[str, Any]:
+        """Upload a light package (`simulators.fleet.packages`: for light devices) and return its document."""
+        archive = light_archive(self.scratch("light-packages"), model, version)
+        return self.document(model, version, archive=archive, **fields)
+
+    def deploy(self, document: dict[str, Any], *, targets: list[str] | None = None, **configs: Any) -> str:
+        """Create a job for `targets` (default: the seeded thing); `configs` are JobSpec fields
+        (rollout, abort, timeout, retry, target_selection)."""
         n = self._next()
         job_id = f"{self.job_prefix}-{n}" if self.job_prefix else f"job-{n}-{uuid.uuid4().hex[:8]}"
-        self.jobs.create_job(JobSpec(job_id=job_id, targets=[self.cloud.project.thing_arn], document=document))
+        targets = targets or [self.cloud.project.thing_arn]
+        self.jobs.create_job(JobSpec(job_id=job_id, targets=targets, document=document, **configs))
         return job_id
+
+    def scratch(self, name: str) -> Path:
+        """A folder for fleets and light packages: on tmpfs when there is one (see `simulators.fleet.fleet`)."""
+        if self._scratch is None:
+            shm = Path("/dev/shm")
+            base = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+            self._scratch = Path(tempfile.mkdtemp(prefix="edgesim-", dir=base))
+        folder = self._scratch / name
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     def wait_job(self, job_id: str, timeout: float = 90.0) -> dict[str, Any]:
         """The job's execution on the seeded thing, once terminal (TimeoutError after `timeout`)."""
@@ -217,8 +242,12 @@ class World:
             time.sleep(0.05)
 
     def close(self) -> None:
+        for closer in self.closers:
+            closer()
         for device in self.devices:
             device.stop()
         for agent, client in self._agents:
             client.close()
             agent.stop(grace=1.0)
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)

@@ -8,6 +8,7 @@ set and head before and after it (§5), so no operation has to decide them by ha
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator
 from typing import Any
 
@@ -66,6 +67,9 @@ class JobsState:
         self.thing_jobs: dict[str, dict[str, None]] = {}  # thing -> jobs it has executions of
         self.retries_used: dict[tuple[str, str], dict[str, int]] = {}  # (job, thing) -> criterion -> n
         self.timed: dict[tuple[str, str, int], Execution] = {}  # executions with a running timer
+        # (deadline, seq, key) of `timed`, lazily pruned: a fleet of thousands must not rescan every
+        # timer on every request. An entry is stale once its execution's deadline moved or ended.
+        self._deadlines: list[tuple[float, int, tuple[str, str, int]]] = []
         self._seq = 0
         self._before: dict[str, list[tuple[str, int]]] = {}
         self._changes: list[StateChange] = []
@@ -239,8 +243,10 @@ class JobsState:
             execution.step_deadline = now + step_minutes * 60
 
     def _index_timer(self, execution: Execution) -> None:
-        if execution.deadline is not None and execution.status not in TERMINAL:
+        deadline = execution.deadline
+        if deadline is not None and execution.status not in TERMINAL:
             self.timed[execution.key] = execution
+            heapq.heappush(self._deadlines, (deadline, execution.seq, execution.key))
         else:
             self.timed.pop(execution.key, None)
 
@@ -321,15 +327,24 @@ class JobsState:
 
     def next_wakeup(self) -> float | None:
         """The earliest time something is due: a timer expiry or a rollout tick."""
-        times = [e.deadline for e in self.timed.values() if e.deadline is not None]
+        while self._deadlines and self._stale(self._deadlines[0]):
+            heapq.heappop(self._deadlines)
+        times = [self._deadlines[0][0]] if self._deadlines else []
         times += [j.next_tick_at for j in self.jobs.values() if j.next_tick_at is not None]
         return min(times) if times else None
 
+    def _stale(self, entry: tuple[float, int, tuple[str, str, int]]) -> bool:
+        execution = self.timed.get(entry[2])
+        return execution is None or execution.deadline != entry[0]
+
     def _expire_timers(self, now: float) -> None:
         """§3.3: every execution whose deadline passed becomes TIMED_OUT, earliest first."""
-        due = [e for e in self.timed.values() if e.deadline is not None and e.deadline <= now]
-        due.sort(key=lambda e: (e.deadline or 0.0, e.seq))
-        for execution in due:
+        due: dict[tuple[str, str, int], Execution] = {}
+        while self._deadlines and self._deadlines[0][0] <= now:
+            entry = heapq.heappop(self._deadlines)
+            if not self._stale(entry):
+                due[entry[2]] = self.timed[entry[2]]
+        for execution in sorted(due.values(), key=lambda e: (e.deadline or 0.0, e.seq)):
             if execution.status in PENDING:
                 self._transition(execution, TIMED_OUT)
 

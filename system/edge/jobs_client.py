@@ -128,7 +128,7 @@ class IotJobsDeviceClient:
     # -- replies and notifications (on the bus's handler lane: quick, no blocking) -------------
 
     def _on_reply(self, message: Message) -> None:
-        reply = _json(message)
+        reply = json_payload(message)
         token = reply.get("clientToken") if reply is not None else None
         with self._lock:
             future = self._pending.pop(token, None) if isinstance(token, str) else None
@@ -141,12 +141,12 @@ class IotJobsDeviceClient:
             future.set_result(reply)
 
     def _notify_next(self, message: Message) -> None:
-        payload = _json(message)
+        payload = json_payload(message)
         if payload is not None and self._on_notify_next is not None:
             self._on_notify_next(payload)
 
     def _notify(self, message: Message) -> None:
-        payload = _json(message)
+        payload = json_payload(message)
         if payload is not None and self._on_notify is not None:
             self._on_notify(payload)
 
@@ -156,7 +156,7 @@ class IotJobsDeviceClient:
         self._subscriptions.clear()
 
 
-def _json(message: Message) -> dict[str, Any] | None:
+def json_payload(message: Message) -> dict[str, Any] | None:
     try:
         value = json.loads(message.payload)
     except ValueError:

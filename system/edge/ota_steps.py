@@ -103,21 +103,12 @@ class OtaSteps:
     # -- steps ---------------------------------------------------------------------------------
 
     def download(self, state: JobState) -> str:
-        update = state.update
-        if self.limits.require_sha256 and update.sha256 is None:
-            raise StepFailed("this device requires a sha256 in the job document")
-        limit = min(self.limits.max_package_bytes, update.size or self.limits.max_package_bytes)
-        store = self.stores(update.bucket)
-        dest = self._archive(state)
-        where = f"s3://{update.bucket}/{update.key}"
+        """Fetch the package, resuming after each interrupted attempt, `download_attempts` at most."""
+        where = self.package_url(state)
         for attempt in range(1, self.limits.download_attempts + 1):
             try:
-                size = store.download_file(update.key, dest, max_bytes=limit)
+                size = self.download_attempt(state)
                 return f"{size} bytes from {where}" + (f" after {attempt} attempts" if attempt > 1 else "")
-            except ObjectNotFoundError:
-                raise StepFailed(f"{where} does not exist") from None
-            except ObjectTooLargeError as exc:
-                raise StepFailed(f"{where}: {exc}") from None
             except ObjectStoreError as exc:
                 if attempt == self.limits.download_attempts:
                     raise StepFailed(f"{where}: {exc} (after {attempt} attempts)") from None
@@ -127,6 +118,31 @@ class OtaSteps:
                 )
                 self._sleep(self.limits.download_backoff_seconds * attempt)
         raise AssertionError("unreachable")
+
+    def download_attempt(self, state: JobState) -> int:
+        """One attempt: returns the size, raises StepFailed when retrying cannot help, or the
+        ObjectStoreError of an interruption (the bytes received so far stay for the next attempt)."""
+        update = state.update
+        if self.limits.require_sha256 and update.sha256 is None:
+            raise StepFailed("this device requires a sha256 in the job document")
+        limit = min(self.limits.max_package_bytes, update.size or self.limits.max_package_bytes)
+        where = self.package_url(state)
+        try:
+            return self.stores(update.bucket).download_file(update.key, self._archive(state), max_bytes=limit)
+        except ObjectNotFoundError:
+            raise StepFailed(f"{where} does not exist") from None
+        except ObjectTooLargeError as exc:
+            raise StepFailed(f"{where}: {exc}") from None
+
+    @staticmethod
+    def package_url(state: JobState) -> str:
+        update = state.update
+        return f"s3://{update.bucket}/{update.key}"
+
+    def downloaded_bytes(self, state: JobState) -> int:
+        """What an interrupted download left (a resume fetches only the rest)."""
+        archive = self._archive(state)
+        return archive.stat().st_size if archive.exists() else 0
 
     def verify(self, state: JobState) -> str:
         update = state.update

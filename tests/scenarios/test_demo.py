@@ -29,11 +29,21 @@ def test_flagship_demo_trains_deploys_to_a_fleet_and_upgrades_under_load(tmp_pat
     printed = io.StringIO()
     anything = {"min_anomalous_f1": 0.0, "min_dice": 0.0}  # three epochs learn too little for the real gate
     report = flagship.run(
-        tmp_path / "demo", devices=2, train_images=48, epochs=3, serve=False, web_port=0, stream=printed, gate=anything
+        tmp_path / "demo",
+        devices=1,
+        light_devices=5,
+        train_images=48,
+        epochs=3,
+        serve=False,
+        web_port=0,
+        stream=printed,
+        gate=anything,
     )
     for step in range(1, 7):
         assert f"[{step}/7]" in printed.getvalue()
-    assert report["first_rollout"] == {"img-classification": ["SUCCEEDED"] * 2, "unet": ["SUCCEEDED"] * 2}
-    assert report["upgrade"] == ["SUCCEEDED"] * 2 and report["upgrade_inference_errors"] == 0
+    everyone = {"full": ["SUCCEEDED"], "light": {"SUCCEEDED": 5}}
+    assert report["first_rollout"] == {"img-classification": everyone, "unet": everyone}
+    assert report["upgrade"] == everyone and report["upgrade_inference_errors"] == 0
     assert all(served == {"img-classification": "2", "unet": "1"} for served in report["served"].values())
+    assert report["light_served"] == {"img-classification 2": 5, "unet 1": 5}  # the pipeline's real packages
     assert json.loads((tmp_path / "demo" / "demo-report.json").read_text())["upgrade"] == report["upgrade"]

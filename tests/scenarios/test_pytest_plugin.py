@@ -21,6 +21,16 @@ def test_a_kill_fixture_is_there(edgesim_faults):
     assert callable(edgesim_faults.kill_at) and callable(edgesim_faults.crash)
 
 
+def test_a_fleet_on_the_virtual_clock(edgesim_world, edgesim_fleet, edgesim_clock):
+    fleet = edgesim_fleet(30, load_seconds=20.0)
+    document = edgesim_world.light_document("img-classification", "1")
+    job = edgesim_world.deploy(document, targets=[fleet.group_arn], rollout={"maximumPerMinute": 10})
+    started = edgesim_clock.now()
+    assert fleet.run_until(lambda: fleet.finished(job), max_seconds=3600)
+    assert 120 <= edgesim_clock.now() - started < 600  # three rollout minutes of ten, on the clock
+    assert dict(fleet.counts(job)) == {"SUCCEEDED": 30}
+
+
 def test_a_wrong_expectation_fails(edgesim_device):
     assert edgesim_device.roster.all() != [], "a new device serves nothing: this test must fail"
 """
@@ -35,5 +45,5 @@ def test_another_project_uses_the_fixtures(tmp_path: Path) -> None:
         text=True,
         timeout=300,
     )
-    assert "1 failed, 2 passed" in done.stdout, done.stdout[-3000:]
+    assert "1 failed, 3 passed" in done.stdout, done.stdout[-3000:]
     assert "test_a_wrong_expectation_fails" in done.stdout
