@@ -205,7 +205,11 @@ def _jobs_while_offline(h: Harness, broker: SimulatedBroker) -> None:
         h.step(f"a partition cuts the device off; {len(UPGRADES)} upgrades are created")
         broker.faults.partition([bus.client_id], duration=300.0)
         jobs = [h.world.deploy(document) for document in documents]
-        h.eventually("every upgrade is QUEUED for the device", lambda: _statuses(h, jobs) == {"QUEUED"})
+        h.eventually(
+            "every upgrade is QUEUED for the device",
+            lambda: _statuses(h, jobs) == {"QUEUED"},
+            detail=lambda: f"statuses {sorted(_statuses(h, jobs))}",
+        )
         _check_notifications(h, broker, bus.client_id, mark)
     finally:
         broker.max_queued_messages = limit

@@ -100,7 +100,7 @@ class LightDevice:
             limits=self.settings.limits,
             sleep=_no_sleep,
         )
-        bus = self._buses(f"{self.thing}-{self._boots}")
+        bus = self._buses(self.thing)  # one client id per thing, as a real device: a restart takes its session over
         driver: LightOtaDriver
         jobs = AsyncJobsClient(
             bus,
@@ -131,17 +131,11 @@ class LightDevice:
 
     def kill(self) -> None:
         """The device dies: no clean disconnect (the broker publishes the will), runtime emptied."""
-        if not self.alive:
-            return
-        self.alive = False
-        if self._reconnect is not None:
-            self._reconnect.cancel()
-        assert self.driver is not None and self.bus is not None
-        self.driver.stop()
-        self.driver.jobs.close()
-        kill = getattr(self.bus, "kill", None)
-        (kill or self.bus.close)()
-        self.runtime.crash()
+        if self._halt():
+            assert self.bus is not None
+            kill = getattr(self.bus, "kill", None)  # the simulated broker's client can die abruptly
+            (kill or self.bus.close)()
+            self.runtime.crash()
 
     def restart(self) -> LightDevice:
         self.kill()
@@ -149,15 +143,21 @@ class LightDevice:
 
     def stop(self) -> None:
         """A clean shutdown (the journal keeps any job in progress)."""
+        if self._halt():
+            assert self.bus is not None
+            self.bus.close()
+
+    def _halt(self) -> bool:
+        """Stop the driver and its timers; False when the device was not running."""
         if not self.alive:
-            return
+            return False
         self.alive = False
         if self._reconnect is not None:
             self._reconnect.cancel()
-        assert self.driver is not None and self.bus is not None
+        assert self.driver is not None
         self.driver.stop()
         self.driver.jobs.close()
-        self.bus.close()
+        return True
 
     # -- state -----------------------------------------------------------------------------------
 

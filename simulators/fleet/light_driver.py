@@ -23,9 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from simulators.fleet.jobs_requests import AsyncJobsClient, Reply
+from simulators.fleet.jobs_requests import AsyncJobsClient
 from simulators.fleet.link import Link
 from simulators.fleet.runtime import SimulatedRuntime
+from system.edge.jobs_messages import Reply
 from system.edge.journal import Journal
 from system.edge.ota_machine import (
     JobOffer,

@@ -72,9 +72,9 @@ class LinkedS3Client:
 
     def get_object(self, **request: Any) -> dict[str, Any]:
         self._link.take(0)  # an outage from the start refuses the request itself
+        response: dict[str, Any] = self._client.get_object(**request)
         if "Range" in request:
             self._link.resumes += 1
-        response: dict[str, Any] = self._client.get_object(**request)
         response["Body"] = _LinkedBody(response["Body"], self._link)
         return response
 

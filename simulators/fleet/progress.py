@@ -19,7 +19,7 @@ class Progress:
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.interval = 0.5 if self.tty else interval
-        self._last = 0.0
+        self._last = float("-inf")  # the first line is always due
         self.shown = 0
 
     def maybe_show(self, describe: Callable[[], str], *, force: bool = False) -> None:

@@ -65,12 +65,20 @@ class Harness:
         self.step(note)
         return False
 
-    def eventually(self, name: str, condition: Callable[[], bool], timeout: float = 30.0) -> bool:
-        """Check that `condition` becomes true within `timeout` seconds."""
+    def eventually(
+        self,
+        name: str,
+        condition: Callable[[], bool],
+        timeout: float = 30.0,
+        *,
+        detail: Callable[[], str] | None = None,
+    ) -> bool:
+        """Check that `condition` becomes true within `timeout` seconds; `detail()` says what was seen instead."""
         deadline = time.monotonic() + timeout
         while not condition():
             if time.monotonic() > deadline:
-                return self.check(name, False, f"not within {timeout:.0f} s")
+                seen = f"; {detail()}" if detail is not None else ""
+                return self.check(name, False, f"not within {timeout:.0f} s{seen}")
             time.sleep(0.05)
         return self.check(name, True)
 

@@ -12,23 +12,27 @@ would queue behind the caller): `OtaDriver` calls them from its own worker threa
 
 from __future__ import annotations
 
-import json
-import logging
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
+from system.edge.jobs_messages import (
+    JobsSubscriber,
+    NotifyHandler,
+    decode_reply,
+    describe_payload,
+    encode,
+    start_next_payload,
+    update_payload,
+)
 from system.errors import EdgesimError, JobsError
-from system.ports import Message, MessageBus, Subscription
-
-_log = logging.getLogger(__name__)
-NotifyHandler = Callable[[dict[str, Any]], None]
+from system.ports import Message, MessageBus
 
 
-class IotJobsDeviceClient:
+class IotJobsDeviceClient(JobsSubscriber):
     """Start-next, describe and update job executions of one thing; hear notify and notify-next."""
 
     def __init__(
@@ -40,27 +44,10 @@ class IotJobsDeviceClient:
         on_notify_next: NotifyHandler | None = None,
         on_notify: NotifyHandler | None = None,
     ) -> None:
-        self.bus = bus
-        self.thing = thing
         self.timeout = timeout
-        self.prefix = f"$aws/things/{thing}/jobs"
         self._pending: dict[str, Future[dict[str, Any]]] = {}
         self._lock = threading.Lock()
-        self._on_notify_next = on_notify_next
-        self._on_notify = on_notify
-        self._subscriptions: list[Subscription] = []
-        # Subscribed before the bus connects, so no reply or notification can slip past.
-        for suffix in (
-            "start-next/accepted",
-            "start-next/rejected",
-            "+/get/accepted",
-            "+/get/rejected",
-            "+/update/accepted",
-            "+/update/rejected",
-        ):
-            self._subscriptions.append(bus.subscribe(f"{self.prefix}/{suffix}", self._on_reply, qos=1))
-        self._subscriptions.append(bus.subscribe(f"{self.prefix}/notify-next", self._notify_next, qos=1))
-        self._subscriptions.append(bus.subscribe(f"{self.prefix}/notify", self._notify, qos=1))
+        super().__init__(bus, thing, on_notify_next, on_notify)
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -68,21 +55,13 @@ class IotJobsDeviceClient:
         self, *, status_details: Mapping[str, str] | None = None, step_timeout_minutes: int | None = None
     ) -> dict[str, Any] | None:
         """StartNextPendingJobExecution: the execution now IN_PROGRESS, or None when nothing is pending."""
-        payload: dict[str, Any] = {}
-        if status_details:
-            payload["statusDetails"] = dict(status_details)
-        if step_timeout_minutes is not None:
-            payload["stepTimeoutInMinutes"] = step_timeout_minutes
-        reply = self._request(f"{self.prefix}/start-next", payload)
+        reply = self._request(f"{self.prefix}/start-next", start_next_payload(status_details, step_timeout_minutes))
         execution = reply.get("execution")
         return execution if isinstance(execution, dict) else None
 
     def describe(self, job_id: str, *, execution_number: int | None = None) -> dict[str, Any]:
         """DescribeJobExecution with the document; JobsError(code="ResourceNotFound") if there is none."""
-        payload: dict[str, Any] = {"includeJobDocument": True}
-        if execution_number is not None:
-            payload["executionNumber"] = execution_number
-        reply = self._request(f"{self.prefix}/{job_id}/get", payload)
+        reply = self._request(f"{self.prefix}/{job_id}/get", describe_payload(execution_number))
         execution = reply.get("execution")
         if not isinstance(execution, dict):
             raise JobsError(f"DescribeJobExecution of {job_id} returned no execution", code="InternalError")
@@ -98,13 +77,7 @@ class IotJobsDeviceClient:
         execution_number: int | None = None,
     ) -> dict[str, Any]:
         """UpdateJobExecution; JobsError carrying the AWS code (e.g. InvalidStateTransition) if refused."""
-        payload: dict[str, Any] = {"status": status, "includeJobExecutionState": True}
-        if status_details:
-            payload["statusDetails"] = dict(status_details)
-        if step_timeout_minutes is not None:
-            payload["stepTimeoutInMinutes"] = step_timeout_minutes
-        if execution_number is not None:
-            payload["executionNumber"] = execution_number
+        payload = update_payload(status, status_details, step_timeout_minutes, execution_number)
         return self._request(f"{self.prefix}/{job_id}/update", payload)
 
     def _request(self, topic: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -113,7 +86,7 @@ class IotJobsDeviceClient:
         with self._lock:
             self._pending[token] = future
         try:
-            self.bus.publish(topic, json.dumps({**payload, "clientToken": token}).encode(), qos=1)
+            self.bus.publish(topic, encode(payload, token), qos=1)
             return future.result(timeout=self.timeout)
         except FutureTimeout:
             raise JobsError(f"no reply to {topic} within {self.timeout:.0f} s", code="Timeout") from None
@@ -125,41 +98,18 @@ class IotJobsDeviceClient:
             with self._lock:
                 self._pending.pop(token, None)
 
-    # -- replies and notifications (on the bus's handler lane: quick, no blocking) -------------
+    # -- replies (on the bus's handler lane: quick, no blocking) --------------------------------
 
     def _on_reply(self, message: Message) -> None:
-        reply = json_payload(message)
-        token = reply.get("clientToken") if reply is not None else None
+        decoded = decode_reply(message)
+        if decoded is None:
+            return
+        token, reply = decoded
         with self._lock:
-            future = self._pending.pop(token, None) if isinstance(token, str) else None
-        if future is None or reply is None:
+            future = self._pending.pop(token, None)
+        if future is None:
             return  # another client's reply on a shared topic, or one that came after its timeout
-        if message.topic.endswith("/rejected"):
-            code = str(reply.get("code", "InternalError"))
-            future.set_exception(JobsError(f"{code}: {reply.get('message', '')}", code=code))
+        if isinstance(reply, JobsError):
+            future.set_exception(reply)
         else:
             future.set_result(reply)
-
-    def _notify_next(self, message: Message) -> None:
-        payload = json_payload(message)
-        if payload is not None and self._on_notify_next is not None:
-            self._on_notify_next(payload)
-
-    def _notify(self, message: Message) -> None:
-        payload = json_payload(message)
-        if payload is not None and self._on_notify is not None:
-            self._on_notify(payload)
-
-    def close(self) -> None:
-        for subscription in self._subscriptions:
-            subscription.cancel()
-        self._subscriptions.clear()
-
-
-def json_payload(message: Message) -> dict[str, Any] | None:
-    try:
-        value = json.loads(message.payload)
-    except ValueError:
-        _log.warning("ignoring a non-JSON jobs message", extra={"fields": {"topic": message.topic}})
-        return None
-    return value if isinstance(value, dict) else None
