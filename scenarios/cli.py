@@ -14,7 +14,7 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
     from scenarios.runner import discover
 
     for scenario in discover().values():
-        print(f"{scenario.name:32} {scenario.summary}  [{', '.join(scenario.profiles)}]")
+        print(f"{scenario.name:34} {scenario.summary}  [{', '.join(scenario.profiles)}]")
     return 0
 
 

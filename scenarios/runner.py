@@ -68,6 +68,9 @@ def run_scenario(
     scenario = catalog[name]
     if profile not in scenario.profiles:
         raise ConfigError(f"scenario {name} runs on {', '.join(scenario.profiles)}, not {profile}")
+    if devices is not None and not hasattr(scenario.module, "DEVICES"):
+        fleets = ", ".join(n for n, s in catalog.items() if hasattr(s.module, "DEVICES"))
+        raise ConfigError(f"scenario {name} has no fleet to size; --devices applies to the fleet scenarios: {fleets}")
     stream = stream or sys.stderr
     report = ScenarioReport(name, profile, seed, scenario.description)
     options: dict[str, Any] = {"project": f"sc-{seed}"}

@@ -64,6 +64,10 @@ class ScenarioReport:
         """Time checks and transitions by this clock from now on (a fleet's virtual clock), not the wall."""
         self._clock = (now, now() - self.now())
 
+    @property
+    def on_virtual_clock(self) -> bool:
+        return self._clock is not None
+
     def now(self) -> float:
         if self._clock is not None:
             clock, origin = self._clock
@@ -92,7 +96,7 @@ class ScenarioReport:
             "passed": self.passed,
             "error": self.error,
             "duration_s": None if self.finished is None else round(self.finished - self.started, 3),
-            "time": "virtual clock" if self._clock is not None else "wall clock",
+            "time": "virtual clock" if self.on_virtual_clock else "wall clock",
             "checks": [vars(c) for c in self.checks],
             "transitions": [vars(t) for t in self.transitions],
             "notes": list(self.notes),

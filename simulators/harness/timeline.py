@@ -83,7 +83,8 @@ def plot_timeline(report: ScenarioReport, path: Path) -> Path | None:
         _draw_step_ticks(axes, bars, rows)
     _label_rows(axes, devices)
     axes.set(xlim=(0, end * 1.01 or 1.0), ylim=(len(devices) - 0.5, -0.5))
-    axes.set(xlabel="time since the run started (s)", ylabel=f"device ({len(devices)})")
+    clock = "virtual clock" if report.on_virtual_clock else "wall clock"
+    axes.set(xlabel=f"time since the run started (s, {clock})", ylabel=f"device ({len(devices)})")
     axes.set_title(f"{report.scenario} ({report.profile}, seed {report.seed})")
     figure.legend(handles=_legend_handles(), loc="outside upper center", ncols=5, frameon=False)
     return _save(figure, path)

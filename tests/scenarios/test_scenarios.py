@@ -75,6 +75,8 @@ def test_fleet_size_comes_from_the_command_line(tmp_path: Path, capsys: pytest.C
         main(["scenario", "run", "canary-abort", "--devices", "0"])
     assert refused.value.code == 2
     assert "--devices: must be at least 1" in capsys.readouterr().err
+    assert main(["scenario", "run", "first-deployment", "--devices", "5"]) == 2
+    assert "has no fleet to size" in capsys.readouterr().err
 
 
 def test_cli_lists_scenarios_and_refuses_an_unknown_one(capsys: pytest.CaptureFixture[str]) -> None:
