@@ -26,7 +26,7 @@ from typing import Any
 from simulators.fleet.jobs_requests import AsyncJobsClient
 from simulators.fleet.link import Link
 from simulators.fleet.runtime import SimulatedRuntime
-from system.edge.jobs_messages import Reply
+from system.edge.jobs_messages import ENDED_CODES, TERMINAL_STATUSES, Reply
 from system.edge.journal import Journal
 from system.edge.ota_machine import (
     JobOffer,
@@ -45,8 +45,6 @@ from system.errors import EdgesimError, JobsError, ObjectStoreError
 from system.ports import Clock, Timer
 
 _log = logging.getLogger(__name__)
-_ENDED_CODES = ("InvalidStateTransition", "TerminalStateReached", "ResourceNotFound")
-_TERMINAL = ("SUCCEEDED", "FAILED", "REJECTED", "TIMED_OUT", "CANCELED", "REMOVED")
 _DEFAULT_PACKAGE_BYTES = 1024
 _SLICE = 5.0  # clock seconds between looks at the link during a long transfer
 
@@ -207,7 +205,7 @@ class LightOtaDriver:
 
     def _progressed(self, state: JobState, reply: Reply) -> None:
         if isinstance(reply, JobsError):
-            if reply.code in _ENDED_CODES:
+            if reply.code in ENDED_CODES:
                 self._reconcile(state)
             else:
                 self._retry_later(reply, state)
@@ -292,7 +290,7 @@ class LightOtaDriver:
 
         def done(reply: Reply) -> None:
             if isinstance(reply, JobsError):
-                if reply.code not in _ENDED_CODES:
+                if reply.code not in ENDED_CODES:
                     self._retry_later(reply, state)  # the journal still says REPORT
                     return
                 self._reported(state, f"the cloud refused {state.outcome}: {reply}")
@@ -315,7 +313,7 @@ class LightOtaDriver:
                 return
             status = "REMOVED" if isinstance(reply, JobsError) else str((reply.get("execution") or {}).get("status"))
             reconciled = state
-            if status in _TERMINAL:
+            if status in TERMINAL_STATUSES:
                 reconciled = ended_in_cloud(state, status, self.clock.now())
                 self._save(reconciled)
             self._run(reconciled)

@@ -18,6 +18,9 @@ from system.ports import Message, MessageBus, Subscription
 
 _log = logging.getLogger(__name__)
 Reply = dict[str, Any] | JobsError
+# Update refusals meaning the execution is no longer the device's to change.
+ENDED_CODES = ("InvalidStateTransition", "TerminalStateReached", "ResourceNotFound")
+TERMINAL_STATUSES = ("SUCCEEDED", "FAILED", "REJECTED", "TIMED_OUT", "CANCELED", "REMOVED")
 # AWS delivers replies to the requester even unsubscribed; a plain broker (Mosquitto on `local`) only
 # to subscribers, so a client subscribes to these before it connects.
 REPLY_TOPICS = (

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from system.edge.jobs_client import IotJobsDeviceClient
+from system.edge.jobs_messages import ENDED_CODES, TERMINAL_STATUSES
 from system.edge.journal import Journal
 from system.edge.ota_machine import (
     JobOffer,
@@ -37,9 +38,6 @@ from system.edge.roster import ModelRoster
 from system.errors import EdgesimError, JobsError
 
 _log = logging.getLogger(__name__)
-# Update refusals meaning the execution is no longer the device's to change.
-_ENDED_CODES = ("InvalidStateTransition", "TerminalStateReached", "ResourceNotFound")
-_TERMINAL = ("SUCCEEDED", "FAILED", "REJECTED", "TIMED_OUT", "CANCELED", "REMOVED")
 
 
 class OtaDriver:
@@ -174,7 +172,7 @@ class OtaDriver:
             if exc.code != "ResourceNotFound":
                 raise
             status = "REMOVED"
-        if status in _TERMINAL:
+        if status in TERMINAL_STATUSES:
             state = ended_in_cloud(state, status, self._now())
             self._save(state)
         return state
@@ -217,7 +215,7 @@ class OtaDriver:
                 execution_number=state.execution_number,
             )
         except JobsError as exc:
-            if exc.code in _ENDED_CODES:
+            if exc.code in ENDED_CODES:
                 return False
             raise
         return True
@@ -235,7 +233,7 @@ class OtaDriver:
                 )
                 detail = f"reported {state.outcome}"
             except JobsError as exc:
-                if exc.code not in _ENDED_CODES:
+                if exc.code not in ENDED_CODES:
                     raise  # transient: the worker retries the report, the journal still says REPORT
                 detail = f"the cloud refused {state.outcome}: {exc}"
         self.steps.cleanup(state)
@@ -256,7 +254,7 @@ class OtaDriver:
                 execution_number=finished.execution_number,
             )
         except JobsError as exc:
-            if exc.code not in _ENDED_CODES:
+            if exc.code not in ENDED_CODES:
                 raise
 
     def _save(self, state: JobState) -> None:
