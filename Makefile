@@ -81,9 +81,10 @@ lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff check system simulators scenarios tests benchmarks
 	$(BIN)/mypy
 
-bench: $(STAMP) $(MXNET_STAMP) deps-system ## run the benchmarks (agent overhead, broker) and rewrite BENCHMARKS.md
+bench: $(STAMP) $(MXNET_STAMP) deps-system ## run the benchmarks (agent overhead, broker, fleet rollout) and rewrite BENCHMARKS.md
 	$(BIN)/python -m benchmarks.agent_overhead --write-markdown BENCHMARKS.md
 	$(BIN)/python -m benchmarks.broker_compare --write-markdown BENCHMARKS.md
+	$(BIN)/python -m benchmarks.fleet_rollout --write-markdown BENCHMARKS.md
 
 proto: $(STAMP) ## regenerate the gRPC stubs from system/proto/agent.proto
 	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. system/proto/agent.proto
