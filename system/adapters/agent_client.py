@@ -85,7 +85,14 @@ class GrpcEdgeAgentClient:
         self.timeout = timeout
         self._channel = grpc.insecure_channel(
             target,
-            options=[("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)],
+            options=[
+                ("grpc.max_send_message_length", 64 << 20),
+                ("grpc.max_receive_message_length", 64 << 20),
+                # gRPC backs off up to 120 s between reconnects by default: after a long agent outage
+                # the edge app would not see the restarted agent for two minutes. A local socket is
+                # cheap to retry.
+                ("grpc.max_reconnect_backoff_ms", 5_000),
+            ],
         )
         self._stub = agent_pb2_grpc.AgentStub(self._channel)
         self._shm: SharedMemoryWriter | None = None

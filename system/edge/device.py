@@ -25,7 +25,8 @@ from system.edge.agent_watch import AgentWatch
 from system.edge.device_config import DeviceConfig
 from system.edge.health import HealthCheckSettings
 from system.edge.image_source import Frame, ImageSource
-from system.edge.inference import InferenceEngine, InferenceLoop
+from system.edge.inference import InferenceEngine
+from system.edge.inference_loop import InferenceLoop
 from system.edge.jobs_client import IotJobsDeviceClient
 from system.edge.journal import Journal
 from system.edge.layout import DeviceLayout

@@ -16,7 +16,8 @@ from PIL import Image
 from simulators.camera import SyntheticCamera
 from system.config import CaptureSettings
 from system.edge.image_source import FolderImageSource, Frame, ImageSourceError
-from system.edge.inference import InferenceEngine, InferenceLoop
+from system.edge.inference import InferenceEngine
+from system.edge.inference_loop import InferenceLoop
 from system.edge.results import InferenceResult
 from system.edge.roster import ModelRoster
 from tests.edge_fixtures import (

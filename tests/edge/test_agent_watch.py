@@ -24,7 +24,8 @@ from system.agent.package import read_package
 from system.edge.agent_watch import AGENT_STEPS, AgentWatch
 from system.edge.device_config import parse_device_config
 from system.edge.image_source import Frame
-from system.edge.inference import InferenceEngine, InferenceLoop
+from system.edge.inference import InferenceEngine
+from system.edge.inference_loop import InferenceLoop
 from system.edge.journal import Journal
 from system.edge.layout import DeviceLayout
 from system.edge.models_config import ModelEntry, ModelsConfig, ModelsConfigFile
