@@ -9,8 +9,17 @@ MXNET_STAMP := $(MXNET_VENV)/.installed
 export EDGESIM_MXNET_PYTHON ?= $(abspath $(MXNET_VENV))/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 PYTEST_ARGS ?=
+# make bench-locust: users, spawn rate, run time (locust's -t), tags (grpc, http), extra locust options,
+# and a hard cap in seconds on the locust run.
+LOCUST_USERS ?= 8
+LOCUST_SPAWN_RATE ?= 4
+LOCUST_TIME ?= 30s
+LOCUST_TAGS ?= grpc http
+LOCUST_ARGS ?=
+LOCUST_TIMEOUT ?= 300
+LOCUST_OUT := benchmarks/results/locust
 
-.PHONY: help deps-system deps-chromium demo test lint bench proto mxnet clean
+.PHONY: help deps-system deps-chromium demo test lint bench bench-locust proto mxnet clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -85,6 +94,31 @@ bench: $(STAMP) $(MXNET_STAMP) deps-system ## run the benchmarks (agent overhead
 	$(BIN)/python -m benchmarks.agent_overhead --write-markdown BENCHMARKS.md
 	$(BIN)/python -m benchmarks.broker_compare --write-markdown BENCHMARKS.md
 	$(BIN)/python -m benchmarks.fleet_rollout --write-markdown BENCHMARKS.md
+
+# The target (an agent process and a device web UI over it, benchmarks/locust_target.py) is stopped
+# on any exit (trap); each stage is bounded: the start-up wait, locust by -t and `timeout`, and the
+# target by its own --seconds.
+bench-locust: $(STAMP) ## load-test gRPC Predict and POST /api/predict with locust, headless (LOCUST_USERS, LOCUST_TIME, LOCUST_TAGS)
+	@set -euo pipefail; dir=$$(mktemp -d); \
+	$(BIN)/python -m benchmarks.locust_target --out "$$dir" --seconds $$(( $(LOCUST_TIMEOUT) + 240 )) >"$$dir/target.log" 2>&1 & \
+	target=$$!; \
+	trap 'kill -TERM $$target 2>/dev/null || true; wait $$target 2>/dev/null || true; rm -rf "$$dir"' EXIT; \
+	trap 'exit 130' INT TERM; \
+	for _ in $$(seq 360); do \
+		[ -s "$$dir/target.json" ] && break; \
+		kill -0 $$target 2>/dev/null || { tail -n 30 "$$dir/target.log"; echo "bench-locust: the target died"; exit 1; }; \
+		sleep 0.5; \
+	done; \
+	[ -s "$$dir/target.json" ] || { tail -n 30 "$$dir/target.log"; echo "bench-locust: no target after 180 s"; exit 1; }; \
+	grep -E '^(agent|model|host) =' "$$dir/locust.conf" | sed 's/^/bench-locust: /'; \
+	status=0; \
+	timeout --foreground --signal=INT --kill-after=30 $(LOCUST_TIMEOUT) $(BIN)/locust -f benchmarks/locustfile.py \
+		--config "$$dir/locust.conf" --headless --only-summary -u $(LOCUST_USERS) -r $(LOCUST_SPAWN_RATE) \
+		-t $(LOCUST_TIME) --tags $(LOCUST_TAGS) --csv $(LOCUST_OUT) --html $(LOCUST_OUT).html $(LOCUST_ARGS) \
+		|| status=$$?; \
+	echo; echo "bench-locust: $(LOCUST_USERS) users, $(LOCUST_TIME), tags $(LOCUST_TAGS) ($(LOCUST_OUT)_stats.csv, $(LOCUST_OUT).html)"; \
+	$(BIN)/python -m benchmarks.locust_summary $(LOCUST_OUT)_stats.csv; \
+	exit $$status
 
 proto: $(STAMP) ## regenerate the gRPC stubs from system/proto/agent.proto
 	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. system/proto/agent.proto
