@@ -36,6 +36,7 @@ from simulators.fleet.progress import Progress
 from simulators.fleet.runtime import RuntimeFaults
 from system.adapters.s3_object_store import S3ObjectStore
 from system.edge.ota_machine import JobState
+from system.errors import ConfigError
 from system.ports import Clock, FileTransfer, MessageBus
 
 _log = logging.getLogger(__name__)
@@ -225,7 +226,7 @@ class Fleet:
         devices = list(devices)
         broker = self.cloud.broker
         if broker is None:
-            raise RuntimeError("partitions need the fake profile's broker")
+            raise ConfigError("a partition needs the fake profile's simulated broker (local uses a real one)")
         now = self.clock.now()
         for device in devices:
             device.link.add_outage(now + start_in, now + start_in + duration)

@@ -30,7 +30,7 @@ from system.edge.models_config import ModelsConfigFile
 from system.edge.ota_machine import JobState, Outcome, Policy
 from system.edge.ota_steps import OtaLimits, OtaSteps, StoreFactory
 from system.edge.roster import ModelRoster
-from system.edge.startup import restore_models
+from system.edge.startup import StartupReport, restore_models
 from system.edge.versions import Version
 from system.errors import MessageBusError
 from system.ports import Clock, MessageBus, Timer
@@ -73,18 +73,18 @@ class LightDevice:
         self._buses = buses
         self._stores = stores(self.link)
         self._on_change = on_change
-        self._boots = 0
         self._reconnect: Timer | None = None
         self.alive = False
         self.bus: MessageBus | None = None
         self.driver: LightOtaDriver | None = None
         self.roster = ModelRoster()
+        self.journal = Journal(self.layout.journal)  # read again at every start
+        self.startup = StartupReport()  # what the last start loaded, adopted, unloaded
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> LightDevice:
         """Boot from the folder: load the configured models, then take jobs."""
-        self._boots += 1
         config_file = ModelsConfigFile(self.layout.models_config)
         config = config_file.load()
         journal = Journal(self.layout.journal)

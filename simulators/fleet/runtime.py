@@ -14,7 +14,6 @@ Faults are decided per version, so a fleet can say "version 3 fails to load on t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -90,7 +89,3 @@ class SimulatedRuntime:
         """The runtime process died and came back empty."""
         self._models.clear()
         self.crashes += 1
-
-    @staticmethod
-    def package_path(url: str) -> Path:
-        return Path(url.removeprefix("file://"))
