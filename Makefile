@@ -90,10 +90,16 @@ lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff check system simulators scenarios tests benchmarks
 	$(BIN)/mypy
 
-bench: $(STAMP) $(MXNET_STAMP) deps-system ## run the benchmarks (agent overhead, broker, fleet rollout) and rewrite BENCHMARKS.md
+# Each benchmark rewrites its own section of BENCHMARKS.md; the summary (benchmarks/report.py) runs
+# last, even when the locust run failed, and make then fails with the locust run's status.
+bench: $(STAMP) $(MXNET_STAMP) deps-system ## run every benchmark (~8 min) and rewrite BENCHMARKS.md and benchmarks/results/
 	$(BIN)/python -m benchmarks.agent_overhead --write-markdown BENCHMARKS.md
+	$(BIN)/python -m benchmarks.concurrency_sweep --write-markdown BENCHMARKS.md
+	$(BIN)/python -m benchmarks.swap_under_load --write-markdown BENCHMARKS.md
 	$(BIN)/python -m benchmarks.broker_compare --write-markdown BENCHMARKS.md
 	$(BIN)/python -m benchmarks.fleet_rollout --write-markdown BENCHMARKS.md
+	@status=0; $(BIN)/python -m benchmarks.locust_bench --write-markdown BENCHMARKS.md || status=$$?; \
+	$(BIN)/python -m benchmarks.report --write-markdown BENCHMARKS.md; exit $$status
 
 # The target (an agent process and a device web UI over it, benchmarks/locust_target.py) is stopped
 # on any exit (trap); each stage is bounded: the start-up wait, locust by -t and `timeout`, and the

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -21,8 +22,18 @@ from system.errors import AgentUnavailableError
 class AgentProcess:
     """`python -m system.cli agent serve --socket PATH --capture-dir DIR` in a child process."""
 
-    def __init__(self, folder: Path, *, ready_timeout: float = 120.0, stop_timeout: float = 30.0) -> None:
-        """`folder` must be short: it holds the unix socket (paths stay under ~107 bytes)."""
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        ready_timeout: float = 120.0,
+        stop_timeout: float = 30.0,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """`folder` must be short: it holds the unix socket (paths stay under ~107 bytes).
+
+        `env` adds to (or overrides) this process's environment, e.g. `EDGESIM_AGENT_*` settings.
+        """
         self.socket_path = folder / "edge_agent"
         self.capture_dir = folder / "capture"
         self.log_path = folder / "agent.log"
@@ -30,10 +41,11 @@ class AgentProcess:
         self._ready_timeout = ready_timeout
         self._stop_timeout = stop_timeout
         self._process: subprocess.Popen[bytes] | None = None
+        self._env = dict(env or {})
 
     def start(self) -> None:
         """Spawn the agent; returns at once (the agent imports TensorFlow meanwhile)."""
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"), **self._env}
         command = [sys.executable, "-m", "system.cli", "agent", "serve"]
         command += ["--socket", str(self.socket_path), "--capture-dir", str(self.capture_dir)]
         with self.log_path.open("wb") as log:

@@ -61,10 +61,11 @@ def write_device_folder(root: Path, seed: int) -> dict[str, Any]:
     from system.edge.layout import DeviceLayout
 
     layout = DeviceLayout(root)
-    _, manifest = export_classifier(layout.package_dir("img-classification", "1"), seed)
+    package_dir = layout.package_dir("img-classification", "1")
+    _, manifest = export_classifier(package_dir, seed)
     entry = {"name": manifest.name, "version": manifest.version, "identifier": MODEL_NAME}
     layout.models_config.write_text(json.dumps({"models": [entry]}))
-    return {**entry, "inputs": [spec.describe() for spec in manifest.inputs]}
+    return {**entry, "inputs": [spec.describe() for spec in manifest.inputs], "package_dir": str(package_dir)}
 
 
 def start_device(root: Path, agent_target: str, cloud: Any) -> Any:
@@ -114,6 +115,7 @@ def serve(args: argparse.Namespace, stop: threading.Event) -> int:
                     "agent": agent.target,
                     "model": model["identifier"],
                     "model_inputs": model["inputs"],
+                    "package_dir": model["package_dir"],  # for a direct-call baseline on the same SavedModel
                     "host": str(device.web_url).rstrip("/"),
                     "pid": os.getpid(),
                     "agent_pid": agent.pid,

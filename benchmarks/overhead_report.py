@@ -10,7 +10,8 @@ from benchmarks.machine import summary_line
 from benchmarks.markdown import table
 
 TARGET_LABELS = {"agent_byte_data": "byte_data", "agent_shared_memory": "shared memory"}
-_VERDICT = {True: "met", False: "**not met**", None: "not measured"}
+VERDICT = {True: "met", False: "**not met**", None: "not measured"}
+NO_MATPLOTLIB = "matplotlib is not installed in this environment (the plot was skipped)"
 
 
 def _latency_table(results: dict[str, Any]) -> str:
@@ -33,55 +34,52 @@ def _latency_table(results: dict[str, Any]) -> str:
                 added,
             ]
         )
-    return table(["path", "p50 ms", "p95 ms", "p99 ms", "mean ms", "calls/s", "added p50 vs baseline"], rows)
+    return table(["path", "p50 ms", "p95 ms", "p99 ms", "mean ms", "calls/s", "added p50 vs baseline (ratio)"], rows)
 
 
-def _concurrency_table(results: dict[str, Any]) -> str:
-    rows = []
-    for level in results["concurrency"]:
-        agent, direct = level["agent"], level["direct"]
-        agent_cpu = f"{agent['cpu_ms_per_call_agent_process']:.2f} + {agent['cpu_ms_per_call_benchmark_process']:.2f}"
-        rows.append(
-            [
-                level["clients"],
-                f"{agent['throughput_per_s']:.0f}",
-                f"{agent['p50_ms']:.2f}",
-                f"{agent['p99_ms']:.2f}",
-                agent_cpu,
-                f"{direct['throughput_per_s']:.0f}",
-                f"{direct['p50_ms']:.2f}",
-                f"{direct['p99_ms']:.2f}",
-                f"{direct['cpu_ms_per_call_benchmark_process']:.2f}",
-                f"{level['agent_over_direct']:.0%}",
-            ]
-        )
-    header = ["clients", "agent calls/s", "agent p50 ms", "agent p99 ms", "agent CPU ms/call (agent + client)"]
-    header += ["direct calls/s", "direct p50 ms", "direct p99 ms", "direct CPU ms/call", "agent / direct"]
-    return table(header, rows)
+def targets_table(targets: list[dict[str, Any]]) -> str:
+    """The targets as a markdown table with a verdict column (shared with the concurrency sweep)."""
+    return table(
+        ["target (DESIGN.md section 5)", "limit", "measured", "verdict"],
+        [[t["target"], t["limit"], t["measured"], VERDICT[t["met"]]] for t in targets],
+    )
+
+
+def plot_note(results: dict[str, Any]) -> str:
+    plot = results.get("plot") or {}
+    return f"Plot: `{plot['path']}`." if plot.get("path") else f"No plot: {plot.get('reason', 'not drawn')}."
+
+
+def _http_paragraph(results: dict[str, Any]) -> str:
+    http, stats = results["http"], results["latency"]["http_api"]
+    return f"""`http_api` is what a client of the device sees, not transport cost: it posts the PNG
+({http["png_bytes"]:,} bytes; a {http["request_bytes"]:,}-byte multipart body, field `image`) to `POST /api/predict`
+of the device web UI (Flask under waitress, in the device's process, over one keep-alive loopback connection) and
+reads the whole answer. That time includes the HTTP server and multipart parsing, PNG decoding, the manifest's
+pre-processing (`system.preprocessing.preprocess`), Predict over the agent (`byte_data`, as the device sends it),
+post-processing (the class label and a PNG thumbnail of the image), and the JSON answer ({http["answer_bytes"]:,}
+bytes, the thumbnail as a data URI). The device has no segmentation model deployed, so each upload runs the
+classifier only. Its p50 is {stats["p50_ms"] / results["latency"][results["baseline"]]["p50_ms"]:.1f}× the baseline's;
+its scores agree with the direct output to {results["max_abs_diff_http_vs_direct"]:.1e} (the device rounds them to
+6 decimals)."""
 
 
 def render_section(results: dict[str, Any]) -> str:
     """The `agent-overhead` section of BENCHMARKS.md."""
-    run = results["latency_run"]
-    model = results["model"]
-    seconds = results["options"]["seconds"]
-    cores = results["machine"]["usable_cores"]
+    run, model = results["latency_run"], results["model"]
     floor = results["latency"]["grpc_health_check"]["p50_ms"]
     beyond = ", ".join(
-        f"{TARGET_LABELS[k]} {v['added_p50_ms'] - floor:+.3f} ms" for k, v in results["overhead"].items()
+        f"{label} {results['overhead'][key]['added_p50_ms'] - floor:+.3f} ms" for key, label in TARGET_LABELS.items()
     )
-    targets = table(
-        ["target (DESIGN.md section 5)", "limit", "measured", "verdict"],
-        [[t["target"], t["limit"], t["measured"], _VERDICT[t["met"]]] for t in results["targets"]],
-    )
-    plot = results.get("plot") or {}
-    plot_note = f"Plot: `{plot['path']}`." if plot.get("path") else f"No plot: {plot.get('reason', 'not drawn')}."
-    return f"""## Agent overhead (issue 3)
+    cpu = run["cpu_seconds"]
+    return f"""## Agent overhead (issues 3 and 8)
 
-Predict through the Edge Agent (`edgesim agent serve` in its own process, unix socket) against the same
-model called directly in one process, same input ({model["inputs"][0]}, {model["input_bytes"]:,} bytes).
-Model: {model["builder"]}, {model["parameters"]:,} parameters, served from a {model["package"]} package.
-The baseline is the SavedModel's `serving_default` signature called directly, which is what the agent runs.
+Predict through the Edge Agent (`edgesim agent serve` in its own process, unix socket), and the device's HTTP API
+(a device web UI in another process over that agent), against the same model called directly in one process, same
+input ({model["inputs"][0]}, {model["input_bytes"]:,} bytes): one PNG, and the tensor the device's pre-processing
+makes of it. Model: {model["builder"]}, {model["parameters"]:,} parameters, served from a {model["package"]}
+package. The baseline is the SavedModel's `serving_default` signature called directly, which is what the agent runs.
+Throughput under concurrent callers is in the concurrency sweep's section.
 
 - Machine: {summary_line(results["machine"])}
 - Command: `{results["command"]}`
@@ -91,50 +89,43 @@ The baseline is the SavedModel's `serving_default` signature called directly, wh
 
 {run["iterations"]} calls per path after {results["options"]["warmup"]} warm-up calls, interleaved round robin
 (the order rotates each iteration), stopped by {run["stopped_by"]}. Agent and direct outputs differ by at most
-{results["max_abs_diff_agent_vs_direct"]:.1e}.
+{results["max_abs_diff_agent_vs_direct"]:.1e}. CPU time over the run, all paths together: agent process
+{cpu["agent_process"]:.1f} s, device process (web UI) {cpu["device_process"]:.1f} s, benchmark process
+{cpu["benchmark_process"]:.1f} s, in {run["seconds"]:.0f} s.
 
 {_latency_table(results)}
 
 Added p50 beyond the gRPC floor ({floor:.3f} ms, a Health.Check round trip): {beyond}.
 
-### Throughput, concurrent callers
-
-Each level runs agent clients (threads, one `GrpcEdgeAgentClient` each, `byte_data`) and as many threads calling
-the baseline in-process, in two alternating rounds, {seconds:g} s per path in all. CPU time is per call, from the
-agent process's and this process's CPU counters over the same windows (the machine has {cores} cores for both).
-grpcio shares one connection among channels with the same target and options, so the clients of one level
-multiplex one unix-socket connection, as threads of one application would.
-
-{_concurrency_table(results)}
+{_http_paragraph(results)}
 
 ### Targets
 
-{targets}
+{targets_table(results["targets"])}
 
-{plot_note}
+{plot_note(results)}
 """
 
 
 def plot(results: dict[str, Any], path: Path) -> dict[str, str | None]:
-    """Draw p50 latency per path and throughput per concurrency level; skipped without matplotlib."""
+    """Draw p50/p95/p99 latency per path; skipped without matplotlib."""
     if importlib.util.find_spec("matplotlib") is None:
-        return {"path": None, "reason": "matplotlib is not installed in this environment (the plot was skipped)"}
+        return {"path": None, "reason": NO_MATPLOTLIB}
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    keys = list(results["latency"])
-    left.barh(keys, [results["latency"][k]["p50_ms"] for k in keys])
-    left.set_xlabel("p50 latency (ms)")
-    levels = results["concurrency"]
-    clients = [level["clients"] for level in levels]
-    for side in ("agent", "direct"):
-        right.plot(clients, [level[side]["throughput_per_s"] for level in levels], marker="o", label=side)
-    right.set_xlabel("concurrent callers")
-    right.set_ylabel("calls/s")
-    right.legend()
+    keys = list(results["latency"])[::-1]  # the table's order, top to bottom
+    fig, axes = plt.subplots(figsize=(9, 4.5))
+    height = 0.27
+    for offset, stat in zip((height, 0.0, -height), ("p50_ms", "p95_ms", "p99_ms"), strict=True):
+        positions = [i + offset for i in range(len(keys))]
+        axes.barh(positions, [results["latency"][k][stat] for k in keys], height=height, label=stat[:3])
+    axes.set_yticks(range(len(keys)), keys)
+    axes.set_xlabel("latency, one caller (ms)")
+    axes.set_title("Agent overhead: latency per path")
+    axes.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -79,6 +79,10 @@ class AgentSettings:
     # dtype if every value survives the conversion exactly; otherwise INVALID_ARGUMENT.
     accept_float32_payloads: bool = True
     warmup: bool = True  # run one inference on zeros at load, so the first Predict is not slow
+    # The GIL switch interval while a model loads; 0 leaves Python's 5 ms (system/agent/load_priority.py).
+    load_switch_interval_ms: float = 0.5
+    # Framework objects are frozen out of garbage collection once imported (system/agent/gc_freeze.py).
+    gc_freeze: bool = True
     mxnet_python: str = ""  # a Python with mxnet 1.9.1 (`make mxnet` builds .venv-mxnet)
     grace_seconds: float = 10.0  # how long SIGTERM waits for in-flight calls
     max_message_mb: int = 64
@@ -94,6 +98,8 @@ class AgentSettings:
             raise ConfigError("agent max_models must be at least 1")
         if self.workers < 1:
             raise ConfigError("agent workers must be at least 1")
+        if not 0 <= self.load_switch_interval_ms <= 1000:
+            raise ConfigError("agent load_switch_interval_ms must be between 0 and 1000")
         self.capture.validate()
 
     @classmethod
@@ -214,6 +220,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "EDGESIM_AGENT_ACCEPT_FLOAT32_PAYLOADS", AgentSettings.accept_float32_payloads
         ),
         warmup=_env_bool(env, "EDGESIM_AGENT_WARMUP", AgentSettings.warmup),
+        load_switch_interval_ms=_env_float(
+            env, "EDGESIM_AGENT_LOAD_SWITCH_INTERVAL_MS", AgentSettings.load_switch_interval_ms
+        ),
+        gc_freeze=_env_bool(env, "EDGESIM_AGENT_GC_FREEZE", AgentSettings.gc_freeze),
         mxnet_python=env.get("EDGESIM_MXNET_PYTHON") or default_mxnet_python(),
         grace_seconds=_env_float(env, "EDGESIM_AGENT_GRACE_SECONDS", AgentSettings.grace_seconds),
         capture=capture,

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from system.agent.load_priority import fast_gil_handoff
 from system.agent.package import Manifest, VerifiedPackage, read_package
 from system.agent.runtimes import ModelRuntime, open_runtime
 from system.config import AgentSettings
@@ -76,9 +77,10 @@ class ModelTable:
         self._reserve(name, package.size_bytes)
         try:
             started = time.perf_counter()
-            runtime = self._open(package, self._settings)
-            if self._settings.warmup:
-                _warm_up(runtime, package.manifest, url)
+            with fast_gil_handoff(self._settings.load_switch_interval_ms / 1000):
+                runtime = self._open(package, self._settings)
+                if self._settings.warmup:
+                    _warm_up(runtime, package.manifest, url)
         except BaseException:
             with self._lock:
                 self._reserved.pop(name, None)

@@ -32,6 +32,11 @@ def test_profile_and_per_port_override() -> None:
         ({"EDGESIM_AGENT_MAX_MODELS": "many"}, "EDGESIM_AGENT_MAX_MODELS"),
         ({"EDGESIM_AGENT_MAX_MODELS": "0"}, "max_models"),
         ({"EDGESIM_AGENT_ACCEPT_FLOAT32_PAYLOADS": "maybe"}, "true or false"),
+        ({"EDGESIM_AGENT_LOAD_SWITCH_INTERVAL_MS": "fast"}, "EDGESIM_AGENT_LOAD_SWITCH_INTERVAL_MS"),
+        ({"EDGESIM_AGENT_LOAD_SWITCH_INTERVAL_MS": "-1"}, "load_switch_interval_ms"),
+        ({"EDGESIM_AGENT_LOAD_SWITCH_INTERVAL_MS": "5000"}, "load_switch_interval_ms"),
+        ({"EDGESIM_AGENT_LOAD_SWITCH_INTERVAL_MS": "nan"}, "load_switch_interval_ms"),
+        ({"EDGESIM_AGENT_GC_FREEZE": "sometimes"}, "EDGESIM_AGENT_GC_FREEZE"),
         ({"EDGESIM_CAPTURE_DESTINATION": "Tape"}, "Disk or Cloud"),
         ({"EDGESIM_CAPTURE_BATCH_SIZE": "50"}, "must not exceed"),
     ],
@@ -39,6 +44,26 @@ def test_profile_and_per_port_override() -> None:
 def test_bad_settings_are_refused_with_the_variable_named(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(env)
+
+
+def test_load_switch_interval_and_gc_freeze_default_to_fast_loads() -> None:
+    agent = load_settings({}).agent
+    assert agent.load_switch_interval_ms == 0.5
+    assert agent.gc_freeze is True
+
+
+def test_load_switch_interval_and_gc_freeze_are_read_from_the_environment() -> None:
+    agent = load_settings({"EDGESIM_AGENT_LOAD_SWITCH_INTERVAL_MS": "0", "EDGESIM_AGENT_GC_FREEZE": "false"}).agent
+    assert agent.load_switch_interval_ms == 0.0
+    assert agent.gc_freeze is False
+    agent = load_settings({"EDGESIM_AGENT_LOAD_SWITCH_INTERVAL_MS": "1000", "EDGESIM_AGENT_GC_FREEZE": "on"}).agent
+    assert agent.load_switch_interval_ms == 1000.0
+    assert agent.gc_freeze is True
+
+
+def test_out_of_range_load_switch_interval_is_refused_by_validate() -> None:
+    with pytest.raises(ConfigError, match="between 0 and 1000"):
+        AgentSettings(load_switch_interval_ms=-1).validate()
 
 
 def test_original_agent_config_file_sets_capture(tmp_path: Path) -> None:

@@ -9,10 +9,12 @@ Serving goes through a signature, a tf.function or an interpreter, never `model.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
 
+from system.agent.gc_freeze import freeze_framework
 from system.agent.package import VerifiedPackage
 from system.agent.tensors import TensorSpec
 from system.config import AgentSettings
@@ -51,29 +53,44 @@ def check_declared(kind: str, declared: tuple[TensorSpec, ...], actual: list[Ten
             )
 
 
+# The import a framework's runtime brings into this process (MXNet runs in a worker process: nothing to freeze).
+_FREEZE_AS = {"tensorflow": "tensorflow", "keras": "tensorflow", "tflite": "tflite", "onnx": "onnx"}
+
+
 def open_runtime(package: VerifiedPackage, settings: AgentSettings) -> ModelRuntime:
     """Open `package` with the runtime of its framework; FAILED_PRECONDITION if that fails."""
     framework = package.manifest.framework
     try:
-        if framework in ("tensorflow", "keras"):
-            from system.agent.runtimes.tensorflow import open_tensorflow
-
-            return open_tensorflow(package)
-        if framework == "tflite":
-            from system.agent.runtimes.tflite import TfliteRuntime
-
-            return TfliteRuntime(package)
-        if framework == "onnx":
-            from system.agent.runtimes.onnx import OnnxRuntime
-
-            return OnnxRuntime(package)
-        if framework == "mxnet":
-            from system.agent.runtimes.mxnet import MxnetRuntime
-
-            return MxnetRuntime(package, settings.mxnet_python)
+        opener = _opener(framework, settings)
     except ImportError as exc:
         raise PackageRejectedError(
             f"package '{package.folder}': the {framework} runtime is not installed on this device ({exc}); "
             "install edgesim[device]"
         ) from exc
-    raise PackageRejectedError(f"package '{package.folder}': no runtime for framework {framework!r}")
+    if opener is None:
+        raise PackageRejectedError(f"package '{package.folder}': no runtime for framework {framework!r}")
+    frozen_as = _FREEZE_AS.get(framework)
+    if settings.gc_freeze and frozen_as is not None:
+        freeze_framework(frozen_as)  # imported by now, no model of it open yet (gc_freeze.py)
+    return opener(package)
+
+
+def _opener(framework: str, settings: AgentSettings) -> Callable[[VerifiedPackage], ModelRuntime] | None:
+    """The runtime constructor of `framework`, importing it (and its framework) on first use."""
+    if framework in ("tensorflow", "keras"):
+        from system.agent.runtimes.tensorflow import open_tensorflow
+
+        return open_tensorflow
+    if framework == "tflite":
+        from system.agent.runtimes.tflite import TfliteRuntime
+
+        return TfliteRuntime
+    if framework == "onnx":
+        from system.agent.runtimes.onnx import OnnxRuntime
+
+        return OnnxRuntime
+    if framework == "mxnet":
+        from system.agent.runtimes.mxnet import MxnetRuntime
+
+        return lambda package: MxnetRuntime(package, settings.mxnet_python)
+    return None
