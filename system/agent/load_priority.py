@@ -4,9 +4,9 @@ Why: loading a SavedModel is mostly Python (rebuilding the object graph, importi
 graphs) on a thread of the agent's process. A Predict needs the GIL several times on its way
 through gRPC, the servicer and TensorFlow, and a thread that wants the GIL from a busy one waits
 up to the switch interval (5 ms by default) each time. Under steady traffic a load raised Predict
-p99 about 3-4x on the reference machine; with the interval at 0.5 ms during loads, about 2.3x,
-which is what the same load costs when it runs in another process (BENCHMARKS.md, "Swap under
-load": the rest is competition for the two cores, which no change inside the agent removes).
+p99 3.3-4.4x on the reference machine; with the interval at 0.5 ms during loads, 2-3x, which is
+what the same load costs when it runs in another process (BENCHMARKS.md, "Swap under load": the
+rest is competition for the two cores, which no change inside the agent removes).
 Tried and dropped: a loading thread that naps while Predicts are in flight (no better once the
 hand-off is fast, and loads took 1.8x longer), a lower OS priority for the loading thread.
 
