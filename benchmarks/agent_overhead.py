@@ -37,7 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.device_target import DeviceTarget, cpu_seconds, own_cpu_seconds
+from benchmarks.agent_process import cpu_seconds
+from benchmarks.device_target import DeviceTarget, own_cpu_seconds
 from benchmarks.machine import machine_description
 from benchmarks.markdown import publish
 from benchmarks.overhead_report import TARGET_LABELS, plot, render_section

@@ -11,12 +11,43 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 
 from system.adapters.agent_client import GrpcEdgeAgentClient
 from system.errors import AgentUnavailableError
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time process `pid` has used so far (Linux /proc; 0.0 elsewhere or when gone)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (proc(5))
+
+
+def log_tail(path: Path, lines: int, *, missing: str) -> str:
+    """The last `lines` lines of a child's log file, or `missing` when it cannot be read."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return missing
+
+
+def stop_child(process: subprocess.Popen[bytes], timeout: float, kill: Callable[[], None]) -> int | None:
+    """SIGTERM, wait up to `timeout`, then `kill()` and wait again; returns the exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill()
+            process.wait(timeout=timeout)
+    return process.returncode
 
 
 class AgentProcess:
@@ -67,33 +98,15 @@ class AgentProcess:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the agent process has used so far (Linux /proc; 0.0 elsewhere)."""
-        if self._process is None:
-            return 0.0
-        try:
-            fields = Path(f"/proc/{self._process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (proc(5))
+        return cpu_seconds(self.pid)
 
     def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no agent log)"
+        return log_tail(self.log_path, lines, missing="(no agent log)")
 
     def stop(self) -> int | None:
         """SIGTERM (graceful stop), then SIGKILL after the timeout; returns the exit code."""
         process, self._process = self._process, None
-        if process is None:
-            return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=self._stop_timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=self._stop_timeout)
-        return process.returncode
+        return None if process is None else stop_child(process, self._stop_timeout, process.kill)
 
     def __enter__(self) -> AgentProcess:
         self.start()

@@ -24,19 +24,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from benchmarks.agent_process import log_tail, stop_child
+
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_KEYS = ("agent", "model", "host", "pid", "agent_pid", "package_dir")
-
-
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU time process `pid` has used so far (Linux /proc; 0.0 elsewhere or when gone)."""
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (proc(5))
 
 
 def own_cpu_seconds() -> float:
@@ -104,24 +95,15 @@ class DeviceTarget:
         return target
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no target log)"
+        return log_tail(self.log_path, lines, missing="(no target log)")
 
     def stop(self) -> int | None:
         """SIGTERM (graceful: device, then agent), then SIGKILL to the process group; returns the exit code."""
         process, self._process = self._process, None
         if process is None:
             return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=self._stop_timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)  # the group is the target's own session: it and its agent
-                process.wait(timeout=self._stop_timeout)
-        return process.returncode
+        # The group is the target's own session: SIGKILL reaches the target and its agent.
+        return stop_child(process, self._stop_timeout, lambda: os.killpg(process.pid, signal.SIGKILL))
 
     def __enter__(self) -> DeviceTarget:
         self.start()

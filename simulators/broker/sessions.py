@@ -94,6 +94,7 @@ class SessionInfo(NamedTuple):
     subscriptions: dict[str, int]
     inflight: int
     queued: int
+    queued_topics: tuple[str, ...] = ()  # of the queued messages, oldest first
 
 
 def snapshot(session: Session) -> SessionInfo:
@@ -104,4 +105,5 @@ def snapshot(session: Session) -> SessionInfo:
         dict(session.subscriptions),
         len(session.inflight),
         len(session.queued),
+        tuple(message.topic for message, _ in session.queued),
     )
