@@ -144,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     from system.cloud.pipeline.cli import add_command as add_pipeline_command
 
     add_pipeline_command(commands)
+    from system.cloud.provision.cli import add_command as add_provision_command
+
+    add_provision_command(commands)
     for entry in sorted(entry_points(group="edgesim.commands"), key=lambda e: e.name):
         entry.load()(commands)
     return parser

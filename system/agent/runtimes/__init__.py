@@ -62,17 +62,17 @@ def open_runtime(package: VerifiedPackage, settings: AgentSettings) -> ModelRunt
     framework = package.manifest.framework
     try:
         opener = _opener(framework, settings)
+        if opener is None:
+            raise PackageRejectedError(f"package '{package.folder}': no runtime for framework {framework!r}")
+        frozen_as = _FREEZE_AS.get(framework)
+        if settings.gc_freeze and frozen_as is not None:
+            freeze_framework(frozen_as)  # imported by now, no model of it open yet (gc_freeze.py)
+        return opener(package)  # may import more (the Keras runtime imports keras here)
     except ImportError as exc:
         raise PackageRejectedError(
             f"package '{package.folder}': the {framework} runtime is not installed on this device ({exc}); "
             "install edgesim[device]"
         ) from exc
-    if opener is None:
-        raise PackageRejectedError(f"package '{package.folder}': no runtime for framework {framework!r}")
-    frozen_as = _FREEZE_AS.get(framework)
-    if settings.gc_freeze and frozen_as is not None:
-        freeze_framework(frozen_as)  # imported by now, no model of it open yet (gc_freeze.py)
-    return opener(package)
 
 
 def _opener(framework: str, settings: AgentSettings) -> Callable[[VerifiedPackage], ModelRuntime] | None:
