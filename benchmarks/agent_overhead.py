@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 import tempfile
 import time
@@ -39,7 +38,7 @@ import numpy as np
 
 from benchmarks.agent_process import cpu_seconds
 from benchmarks.device_target import DeviceTarget, own_cpu_seconds
-from benchmarks.machine import machine_description
+from benchmarks.machine import command_line, machine_description
 from benchmarks.markdown import publish
 from benchmarks.overhead_report import TARGET_LABELS, plot, render_section
 from benchmarks.web_predict import WebPredict, class_labels, device_input, http_scores
@@ -330,16 +329,10 @@ def _model_info(model: Any, manifest: Any, x: np.ndarray) -> dict[str, Any]:
     }
 
 
-def command_line(argv: Sequence[str], module: str = "benchmarks.agent_overhead") -> str:
-    """How this run was invoked, with the interpreter relative to the working directory when inside it."""
-    python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd() + os.sep) else sys.executable
-    return shlex.join([python, "-m", module, *argv])
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     options = parse_args(argv)
-    results = run(options, command_line(argv))
+    results = run(options, command_line("benchmarks.agent_overhead", argv))
     options.out.mkdir(parents=True, exist_ok=True)
     results["plot"] = plot(results, options.out / "agent_overhead.png")
     print(f"plot: {results['plot']['path'] or results['plot']['reason']}")

@@ -24,8 +24,6 @@ rate of paho through Mosquitto", is evaluated for the default `simulated` path a
 from __future__ import annotations
 
 import argparse
-import os
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -41,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.broker_pairs import BusPair, Flow, PahoClientPair, Pair
-from benchmarks.machine import machine_description
+from benchmarks.machine import command_line, machine_description
 from benchmarks.markdown import publish
 from simulators.broker import InMemoryMessageBus, SimulatedBroker
 from simulators.mosquitto import MosquittoProcess, find_mosquitto
@@ -294,16 +292,10 @@ def _print(outcome: dict[str, Any]) -> None:
     print(f"  {rate['rate_per_s']:>11,.0f} msg/s ({rate['received']}/{rate['sent']})  {latency}", flush=True)
 
 
-def command_line(argv: Sequence[str]) -> str:
-    """How this run was invoked, with the interpreter relative to the working directory when inside it."""
-    python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd() + os.sep) else sys.executable
-    return shlex.join([python, "-m", "benchmarks.broker_compare", *argv])
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     options = parse_args(argv)
-    results = run(options, command_line(argv))
+    results = run(options, command_line("benchmarks.broker_compare", argv))
     from benchmarks.broker_report import render_section
 
     publish(results, options.out / "broker.json", markdown=options.markdown, section=SECTION, render=render_section)

@@ -36,10 +36,10 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.agent_overhead import MODEL_NAME, SHAPE, command_line, export_classifier, signature_call
+from benchmarks.agent_overhead import MODEL_NAME, SHAPE, export_classifier, signature_call
 from benchmarks.agent_process import AgentProcess
 from benchmarks.device_target import own_cpu_seconds
-from benchmarks.machine import machine_description
+from benchmarks.machine import command_line, machine_description
 from benchmarks.markdown import publish
 from benchmarks.sweep_report import plot, render_section
 
@@ -259,7 +259,7 @@ def _agent_workers() -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     options = parse_args(argv)
-    results = run(options, command_line(argv, "benchmarks.concurrency_sweep"))
+    results = run(options, command_line("benchmarks.concurrency_sweep", argv))
     options.out.mkdir(parents=True, exist_ok=True)
     results["plot"] = plot(results, options.out / "concurrency_sweep.png")
     print(f"plot: {results['plot']['path'] or results['plot']['reason']}")

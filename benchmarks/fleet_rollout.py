@@ -31,7 +31,6 @@ import itertools
 import json
 import math
 import os
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -44,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.fleet_report import MODEL, TARGET_DEVICES, TARGET_SECONDS, VERSION, plot, render_section, sizes_table
-from benchmarks.machine import machine_description
+from benchmarks.machine import command_line, machine_description
 from benchmarks.markdown import publish
 from simulators.clock import VirtualClock
 
@@ -311,18 +310,12 @@ def _version(package: str) -> str | None:
         return None
 
 
-def command_line(argv: Sequence[str]) -> str:
-    """How this run was invoked, with the interpreter relative to the working directory when inside it."""
-    python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd() + os.sep) else sys.executable
-    return shlex.join([python, "-m", "benchmarks.fleet_rollout", *argv])
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     options, args = parse_args(argv)
     if args.child is not None:
         return run_child(args.child, options.fleet_seconds, args.child_out)
-    results = run(options, command_line(argv))
+    results = run(options, command_line("benchmarks.fleet_rollout", argv))
     results["plot"] = plot(results, options.out / "fleet_rollout.png")
     print(sizes_table(results))
     publish(

@@ -49,7 +49,7 @@ import numpy as np
 
 from benchmarks.locust_report import evaluate_targets, plot, render_section, run_line, versus_direct
 from benchmarks.locust_summary import first_failures, read_final_stats, request_count
-from benchmarks.machine import machine_description
+from benchmarks.machine import command_line, machine_description
 from benchmarks.markdown import publish
 
 ROOT = Path(__file__).resolve().parents[1]  # the subprocesses' working directory
@@ -395,12 +395,6 @@ def collect(
     }
 
 
-def command_line(argv: Sequence[str]) -> str:
-    """How this run was invoked, with the interpreter relative to the working directory when inside it."""
-    python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd() + os.sep) else sys.executable
-    return shlex.join([python, "-m", "benchmarks.locust_bench", *argv])
-
-
 def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # unwinds through the `finally`s that stop locust and the target
 
@@ -410,7 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        results = run(options, command_line(argv))
+        results = run(options, command_line("benchmarks.locust_bench", argv))
     except RuntimeError as exc:  # the target did not start: nothing was measured
         print(f"locust_bench: {exc}", file=sys.stderr)
         return 1

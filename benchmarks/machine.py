@@ -1,9 +1,12 @@
-"""What a benchmark ran on: CPU, cores, OS, and the versions of the libraries that matter."""
+"""What a benchmark ran on (CPU, cores, OS, the versions of the libraries that matter) and how it was invoked."""
 
 from __future__ import annotations
 
 import os
 import platform
+import shlex
+import sys
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -52,6 +55,12 @@ def _memory_gb() -> float | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def command_line(module: str, argv: Sequence[str]) -> str:
+    """How a benchmark was invoked, with the interpreter relative to the working directory when inside it."""
+    python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd() + os.sep) else sys.executable
+    return shlex.join([python, "-m", module, *argv])
 
 
 def summary_line(machine: dict[str, Any]) -> str:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shlex
 import shutil
 import sys
 import tempfile
@@ -40,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.agent_process import AgentProcess
-from benchmarks.machine import machine_description
+from benchmarks.machine import command_line, machine_description
 from benchmarks.markdown import publish
 from benchmarks.swap_report import phase_statistics, plot, render_section, step_statistics
 from benchmarks.swap_traffic import Sample, SteadyTraffic
@@ -339,15 +338,10 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def command_line(argv: Sequence[str]) -> str:
-    python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd() + os.sep) else sys.executable
-    return shlex.join([python, "-m", "benchmarks.swap_under_load", *argv])
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     options = parse_args(argv)
-    results = run(options, command_line(argv))
+    results = run(options, command_line("benchmarks.swap_under_load", argv))
     results["targets"] = evaluate_targets(results)
     options.out.mkdir(parents=True, exist_ok=True)
     results["plot"] = plot(results, options.out / "swap_under_load.png")
