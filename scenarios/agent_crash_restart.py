@@ -15,6 +15,7 @@ from simulators.harness.harness import Harness
 from system.edge.device import DeviceApp
 
 NAME = "agent-crash-restart"
+PROFILES = ("fake", "local")  # aws: once the device side of the aws profile lands (issue 10)
 MODEL = "img-classification"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from simulators.harness.harness import Harness
 
 NAME = "bad-model-rolls-back"
+PROFILES = ("fake", "local")  # aws: once the device side of the aws profile lands (issue 10)
 
 
 def run(h: Harness) -> None:

@@ -17,6 +17,7 @@ from simulators.fleet.runtime import RuntimeFaults
 from simulators.harness.harness import Harness
 
 NAME = "canary-abort"
+PROFILES = ("fake", "local")  # aws: once the device side of the aws profile lands (issue 10)
 VIRTUAL_CLOCK = True
 DEVICES = 100
 ABORT = {

@@ -13,6 +13,7 @@ from simulators.harness.harness import Harness
 from system.edge.ota_machine import JobState
 
 NAME = "cancel-mid-job"
+PROFILES = ("fake", "local")  # aws: once the device side of the aws profile lands (issue 10)
 
 
 def run(h: Harness) -> None:

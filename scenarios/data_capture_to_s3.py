@@ -12,6 +12,7 @@ import re
 from simulators.harness.harness import Harness
 
 NAME = "data-capture-to-s3"
+PROFILES = ("fake", "local")  # aws: once the device side of the aws profile lands (issue 10)
 PREFIX = "edge-agent-inference-data-capture/line-1/img-classification-1/"
 
 

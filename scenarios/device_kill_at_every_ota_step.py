@@ -14,6 +14,7 @@ from simulators.harness.harness import Harness
 from system.edge.ota_machine import Step
 
 NAME = "device-kill-at-every-ota-step"
+PROFILES = ("fake", "local")  # aws: once the device side of the aws profile lands (issue 10)
 STEPS = (Step.DOWNLOAD, Step.VERIFY, Step.EXTRACT, Step.LOAD, Step.HEALTH_CHECK, Step.SWITCH, Step.UNLOAD_OLD)
 
 

@@ -2,9 +2,9 @@
 
 A run builds the profile's world (a simulated cloud and its seeded thing; on `local`, Mosquitto at
 `mqtt_url` and the moto server), calls `run(h)` with a `Harness`, stops everything, and writes the
-report (JSON and Markdown) to `out`. Profiles a scenario cannot serve are refused by name: its
-`PROFILES` lists those it supports. A scenario with `VIRTUAL_CLOCK = True` (the fleet ones) gets a
-cloud on a `VirtualClock` on the fake profile; on `local` time is the wall's.
+report (JSON and Markdown) to `out`. Every scenario declares the profiles it supports in `PROFILES`;
+others are refused by name, before anything starts. A scenario with `VIRTUAL_CLOCK = True` (the fleet
+ones) gets a cloud on a `VirtualClock` on the fake profile; on `local` time is the wall's.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from simulators.cloud import SimulatedCloud
 from simulators.harness.harness import Harness
 from simulators.harness.report import ScenarioReport
 from simulators.harness.world import PackageCache, World
+from system.config import PROFILES
 from system.errors import ConfigError
 
 
@@ -46,9 +47,17 @@ def discover() -> dict[str, Scenario]:
         if not isinstance(name, str) or not callable(getattr(module, "run", None)):
             continue  # the runner itself, commands such as demo
         doc = (module.__doc__ or "").strip()
-        profiles = tuple(getattr(module, "PROFILES", ("fake", "local")))
+        profiles = declared_profiles(module)
         found[name] = Scenario(name, doc.splitlines()[0] if doc else "", doc, profiles, module)
     return found
+
+
+def declared_profiles(module: ModuleType) -> tuple[str, ...]:
+    """The module's `PROFILES`; ConfigError when it declares none or names an unknown profile."""
+    profiles = getattr(module, "PROFILES", None)
+    if not isinstance(profiles, tuple) or not profiles or not set(profiles) <= set(PROFILES):
+        raise ConfigError(f"scenario module {module.__name__} must declare PROFILES, a tuple of {', '.join(PROFILES)}")
+    return profiles
 
 
 def run_scenario(

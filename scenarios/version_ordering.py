@@ -9,6 +9,7 @@ from __future__ import annotations
 from simulators.harness.harness import Harness
 
 NAME = "version-ordering"
+PROFILES = ("fake", "local")  # aws: once the device side of the aws profile lands (issue 10)
 
 
 def run(h: Harness) -> None:
