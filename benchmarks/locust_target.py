@@ -27,6 +27,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -125,7 +126,9 @@ def serve(args: argparse.Namespace, stop: threading.Event) -> int:
                 print(
                     f"ready: {args.out / 'target.json'}; running until SIGINT/SIGTERM or {args.seconds:g} s", flush=True
                 )
-                stop.wait(args.seconds)
+                deadline = time.monotonic() + args.seconds
+                while not stop.wait(0.5) and time.monotonic() < deadline:  # slices: signals run between them
+                    pass
             finally:
                 device.stop()
         print(f"stopped (agent exit code {agent.stop()})", flush=True)

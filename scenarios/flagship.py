@@ -114,7 +114,9 @@ def run(
             say(_summary(report, out))
             if serve:
                 say(f"[7/7] the web UI of {full[0].config.thing_name} stays up at {full[0].web_url}; Ctrl-C stops\n")
-                (stop or threading.Event()).wait()
+                waiting = stop or threading.Event()
+                while not waiting.wait(0.5):  # in slices, so that Ctrl-C and SIGTERM are seen (device_cli.py)
+                    pass
         finally:
             world.close()
     return report

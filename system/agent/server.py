@@ -156,7 +156,8 @@ class EdgeAgent:
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             self.start()
-            received.wait()
+            while not received.wait(0.5):  # in slices: see system/edge/device_cli.py (a signal may land elsewhere)
+                pass
         finally:
             self.stop()
             for sig, handler in previous.items():

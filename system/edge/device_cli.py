@@ -37,7 +37,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         device.start()
         print(f"edgesim device {config.thing_name} running ({profile}); web UI: {device.web_url}", flush=True)
-        stop.wait()
+        # Waits in slices: a signal the kernel hands to another thread (TensorFlow's, gRPC's) only sets a
+        # flag the main thread checks when it runs Python, so an endless wait could miss SIGTERM.
+        while not stop.wait(0.5):
+            pass
     finally:
         device.stop()
         for sig, handler in previous.items():

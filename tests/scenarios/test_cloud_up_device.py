@@ -66,7 +66,12 @@ def test_a_device_from_cloud_up_takes_an_ota_job_made_with_boto3(
         assert [(m["name"], m["version"]) for m in models] == [("img-classification", "3")]
     finally:
         if device is not None:
-            assert device.stop(signal.SIGTERM) == 0
+            try:
+                assert device.stop(signal.SIGTERM) == 0
+            finally:  # never leave a device holding its web port for the tests after this one
+                if device.process.poll() is None:
+                    device.process.kill()
+                    device.process.wait(10)
         cloud.send_signal(signal.SIGTERM)
         cloud.wait(10)
         subprocess.run(["rm", "-rf", str(state)], check=False)
