@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from system.adapters.tls import TlsFiles
@@ -154,3 +154,34 @@ def create_tls_material(folder: Path, hosts: tuple[str, ...] = ("localhost", "12
     _write_key(material.server_key, server_key)
     material.server_cert.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
     return material
+
+
+def issuer_certificate_for(certificate_pem: bytes, private_key_pem: bytes) -> bytes:
+    """A CA certificate under which a moto-issued device certificate verifies, as PEM.
+
+    moto's CreateKeysAndCertificate signs each certificate with the certificate's own key under the
+    issuer name "Moto" and publishes no issuer, where AWS IoT signs with its CA. A TLS broker or a
+    fake endpoint that fronts moto's IoT as IoT Core fronts AWS's needs that issuer to verify the
+    device: this makes it from what the device bundle holds (same name, same key, CA:TRUE).
+    """
+    device = x509.load_pem_x509_certificate(certificate_pem)
+    key = serialization.load_pem_private_key(private_key_pem, password=None)
+    if device.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    ) != key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo):
+        raise ConfigError("the private key does not belong to the certificate")
+    if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
+        raise ConfigError(f"an issuer for a {type(key).__name__} key is not supported")
+    now = datetime.datetime.now(datetime.UTC)
+    issuer = (
+        x509.CertificateBuilder()
+        .subject_name(device.issuer)
+        .issuer_name(device.issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + _VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return issuer.public_bytes(serialization.Encoding.PEM)

@@ -51,6 +51,8 @@ class MosquittoProcess:
 
     `acl` is the text of an ACL file for the listener (e.g. `pattern readwrite $aws/things/%u/#`),
     `extra_config` lines are appended to the listener's section (e.g. `message_size_limit 1000`).
+    `client_cas` are more CA certificates (PEM files) that client certificates may chain to, besides
+    the material's CA (e.g. the issuer of moto's IoT certificates, for a device bundle).
     """
 
     def __init__(
@@ -63,9 +65,13 @@ class MosquittoProcess:
         port: int = 0,
         host: str = "127.0.0.1",
         binary: str | None = None,
+        client_cas: tuple[Path, ...] = (),
     ) -> None:
+        if client_cas and tls is None:
+            raise MessageBusError("client_cas are for a TLS listener: give tls too")
         self.folder = folder
         self.tls = tls
+        self.client_cas = client_cas
         self.acl = acl
         self.extra_config = extra_config
         self.host = host
@@ -139,7 +145,7 @@ class MosquittoProcess:
         ]
         if self.tls is not None:
             lines += [
-                f"cafile {self.tls.ca_cert}",
+                f"cafile {self._cafile(self.tls.ca_cert)}",
                 f"certfile {self.tls.server_cert}",
                 f"keyfile {self.tls.server_key}",
                 "require_certificate true",
@@ -152,6 +158,14 @@ class MosquittoProcess:
         if self.extra_config:
             lines.append(self.extra_config)
         return "\n".join(lines) + "\n"
+
+    def _cafile(self, ca_cert: Path) -> Path:
+        """The material's CA, or one file with it and `client_cas` (Mosquitto takes one cafile)."""
+        if not self.client_cas:
+            return ca_cert
+        combined = self.folder / "client-cas.pem"
+        combined.write_bytes(b"".join(path.read_bytes().rstrip(b"\n") + b"\n" for path in (ca_cert, *self.client_cas)))
+        return combined
 
     def _launch(self, timeout: float) -> bool:
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -192,9 +192,15 @@ def start_mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartM
         pytest.skip(NO_MOSQUITTO)
     started: list[MosquittoProcess] = []
 
-    def factory(*, tls: TlsMaterial | None = None, acl: str | None = None, extra_config: str = "") -> MosquittoProcess:
+    def factory(
+        *,
+        tls: TlsMaterial | None = None,
+        acl: str | None = None,
+        extra_config: str = "",
+        client_cas: tuple[Path, ...] = (),
+    ) -> MosquittoProcess:
         folder: Path = tmp_path_factory.mktemp("mosquitto")
-        process = MosquittoProcess(folder, tls=tls, acl=acl, extra_config=extra_config)
+        process = MosquittoProcess(folder, tls=tls, acl=acl, extra_config=extra_config, client_cas=client_cas)
         started.append(process)
         return process.start()
 

@@ -5,6 +5,10 @@
   external one at `agent.target`.
 - `aws`: AWS IoT Core over mutual TLS with awsiotsdk (`mqtt.url` = `mqtts://<ats-endpoint>:8883`),
   S3 with boto3's default credentials.
+
+On either real profile, `aws.credentials_endpoint` and `aws.role_alias` (what `edgesim provision`
+writes) make S3 use temporary keys from the AWS IoT credentials provider instead, obtained with the
+device certificate of `mqtt.tls` and refreshed before they expire (system/adapters/iot_credentials.py).
 - `fake`: everything in-process, provided by `simulators/` through the `edgesim.device_profiles`
   entry point (`system` never imports the fakes).
 
@@ -65,17 +69,31 @@ def _bus(config: DeviceConfig, profile: str) -> MessageBus:
     return PahoMessageBus(url.hostname, url.port or (8883 if tls else 1883), client_id, tls, keepalive=45)
 
 
+def _s3_client(config: DeviceConfig) -> Any:
+    import boto3
+
+    if config.role_alias is None:
+        return boto3.client("s3", endpoint_url=config.s3_endpoint_url, region_name=config.region)
+    from system.adapters.iot_credentials import IotCredentialsProvider, iot_credentials_session
+    from system.adapters.tls import TlsFiles
+
+    assert config.credentials_endpoint is not None and config.mqtt_tls is not None  # DeviceConfig.validate
+    provider = IotCredentialsProvider(
+        config.credentials_endpoint, config.role_alias, config.thing_name, TlsFiles(**config.mqtt_tls)
+    )
+    session = iot_credentials_session(provider, config.region, refresh_before_expiry=config.credentials_refresh_seconds)
+    return session.client("s3", endpoint_url=config.s3_endpoint_url)
+
+
 def build_backends(config: DeviceConfig, settings: Settings, profile: str) -> DeviceBackends:
     """The backends of `profile` for this device (the caller stops them through `closers`)."""
     if profile == "fake":
         fake: DeviceBackends = plugin("edgesim.device_profiles", "fake")(config, settings)
         return fake
-    import boto3
-
     from system.adapters.agent_client import GrpcEdgeAgentClient
     from system.adapters.s3_object_store import S3ObjectStore
 
-    s3 = boto3.client("s3", endpoint_url=config.s3_endpoint_url, region_name=config.region)
+    s3 = _s3_client(config)
     closers: list[Callable[[], None]] = []
     target = config.agent_target
     if not target:

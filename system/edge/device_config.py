@@ -9,6 +9,8 @@
       "mqtt": {"url": "mqtt://127.0.0.1:1883", "client_id": null,
                "tls": {"ca": "...", "cert": "...", "key": "..."}},
       "object_store": {"endpoint_url": null, "region": "us-east-1"},
+      "aws": {"credentials_endpoint": null, "role_alias": null,    # S3 keys from the IoT credentials provider
+              "refresh_before_expiry": 600},                   # (mqtt.tls's certificate), else boto3's chain
       "ota": {"step_timeout_minutes": 10, "max_package_bytes": 1073741824, "require_sha256": false,
               "signing_public_key": null, "health_check": {"enabled": true, "output_range": null}},
       "inference": {"source": {"type": "folder", "path": "images", "order": "cycle"},
@@ -54,6 +56,10 @@ class DeviceConfig:
     mqtt_tls: Mapping[str, Path] | None = None
     s3_endpoint_url: str | None = None
     region: str = "us-east-1"
+    # The AWS IoT credentials provider (system/adapters/iot_credentials.py): both set, or neither.
+    credentials_endpoint: str | None = None
+    role_alias: str | None = None
+    credentials_refresh_seconds: float = 600.0
     step_timeout_minutes: int = 10
     max_package_bytes: int = 1024**3
     require_sha256: bool = False
@@ -98,6 +104,15 @@ class DeviceConfig:
             raise ConfigError("inference.source.order must be cycle or random")
         if not 0 <= self.web_port <= 65535:
             raise ConfigError("web.port must be 0-65535")
+        self._validate_credentials_provider()
+
+    def _validate_credentials_provider(self) -> None:
+        if (self.credentials_endpoint is None) != (self.role_alias is None):
+            raise ConfigError("aws.credentials_endpoint and aws.role_alias go together: set both, or neither")
+        if self.role_alias is not None and self.mqtt_tls is None:
+            raise ConfigError("aws.role_alias needs mqtt.tls: the credentials provider takes the device certificate")
+        if not self.credentials_refresh_seconds > 0:
+            raise ConfigError("aws.refresh_before_expiry must be > 0 seconds")
 
 
 class _Section:
@@ -173,7 +188,7 @@ def parse_device_config(raw: object, base: Path) -> DeviceConfig:
     """A DeviceConfig from the parsed JSON; `base` resolves relative paths."""
     top = _Section(raw, "", base)
     thing_name = top.str_("thing_name", "")  # never str(): null would become a thing named "None"
-    agent, mqtt, store = top.section("agent"), top.section("mqtt"), top.section("object_store")
+    agent, mqtt, store, aws = (top.section(k) for k in ("agent", "mqtt", "object_store", "aws"))
     ota, inference, telemetry, web = (top.section(k) for k in ("ota", "inference", "telemetry", "web"))
     health, source = ota.section("health_check"), inference.section("source")
     config = DeviceConfig(
@@ -188,6 +203,9 @@ def parse_device_config(raw: object, base: Path) -> DeviceConfig:
         mqtt_tls=_tls(mqtt),
         s3_endpoint_url=store.str_("endpoint_url", None),
         region=store.str_("region", DeviceConfig.region),
+        credentials_endpoint=aws.str_("credentials_endpoint", None) or None,
+        role_alias=aws.str_("role_alias", None) or None,
+        credentials_refresh_seconds=aws.float_("refresh_before_expiry", DeviceConfig.credentials_refresh_seconds),
         step_timeout_minutes=ota.int_("step_timeout_minutes", DeviceConfig.step_timeout_minutes),
         max_package_bytes=ota.int_("max_package_bytes", DeviceConfig.max_package_bytes),
         require_sha256=ota.bool_("require_sha256", False),

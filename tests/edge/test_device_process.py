@@ -31,7 +31,8 @@ class DeviceProcess:
 
     started: ClassVar[list[subprocess.Popen[str]]] = []  # every process launched, for clean-up
 
-    def __init__(self, config: Path, profile: str = "local") -> None:
+    def __init__(self, config: Path, profile: str = "local", env_changes: dict[str, str | None] | None = None) -> None:
+        """`env_changes` sets variables of the device's environment, or removes those given as None."""
         env = {
             **os.environ,
             "AWS_ACCESS_KEY_ID": "testing",
@@ -40,6 +41,11 @@ class DeviceProcess:
             "EDGESIM_PROFILE": profile,
             "TF_CPP_MIN_LOG_LEVEL": "3",
         }
+        for name, value in (env_changes or {}).items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
         command = [sys.executable, "-m", "system.cli", "--log-format", "text", "device", "run", "--config", str(config)]
         command += ["--profile", profile]  # the subcommand's own flag (EDGESIM_PROFILE says the same)
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)

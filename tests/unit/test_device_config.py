@@ -175,3 +175,32 @@ def test_loading_an_invalid_config_names_the_file_and_the_key(tmp_path: Path) ->
     with pytest.raises(ConfigError) as caught:
         load_device_config(path)
     assert str(caught.value).startswith(f"{path}: ") and "web.port" in str(caught.value)
+
+
+TLS = {"ca": "ca.pem", "cert": "device.crt", "key": "device.key"}
+
+
+def test_the_aws_section_names_the_credentials_provider() -> None:
+    config = parse(
+        mqtt={"url": "mqtts://iot.example:8883", "tls": TLS},
+        aws={"credentials_endpoint": "c.iot.example", "role_alias": "edgesim-p-device", "refresh_before_expiry": 300},
+    )
+    assert (config.credentials_endpoint, config.role_alias) == ("c.iot.example", "edgesim-p-device")
+    assert config.credentials_refresh_seconds == 300.0
+    # What provisioning writes besides (account, bucket, prefixes) is information: read by nothing, refused by nothing.
+    assert parse(aws={"account_id": "123456789012", "bucket": "b"}).role_alias is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"aws": {"role_alias": "a"}, "mqtt": {"url": "mqtts://h", "tls": TLS}}, "go together"),
+        ({"aws": {"credentials_endpoint": "c"}, "mqtt": {"url": "mqtts://h", "tls": TLS}}, "go together"),
+        ({"aws": {"credentials_endpoint": "c", "role_alias": "a"}}, "needs mqtt.tls"),
+        ({"aws": {"refresh_before_expiry": 0}}, "aws.refresh_before_expiry"),
+        ({"aws": {"role_alias": 7}}, "aws.role_alias"),
+    ],
+)
+def test_an_incomplete_aws_section_is_refused_at_start_up(raw: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse(**raw)

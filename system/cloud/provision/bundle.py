@@ -90,7 +90,8 @@ def device_config(plan: ProvisionPlan, endpoints: Endpoints) -> dict[str, Any]:
             "tls": {"ca": ROOT_CA_FILE, "cert": CERT_FILE, "key": KEY_FILE},
         },
         "object_store": {"endpoint_url": None, "region": plan.region},
-        # Not read by `edgesim device run` yet: the credentials-provider path of the aws profile.
+        # credentials_endpoint and role_alias give the device S3 keys from its certificate
+        # (system/adapters/iot_credentials.py); the rest records what was provisioned, for people.
         "aws": {
             "account_id": plan.account_id,
             "bucket": plan.bucket,

@@ -7,9 +7,11 @@ import pytest
 from simulators.moto_env import MotoEnvironment, offline_session
 from system.cloud.provision.plan import ProvisionPlan, build_plan
 from system.cloud.provision.session import AwsClients, open_clients
+from tests.cloud.provision.device_fixtures import credentials_endpoint, provisioned
 from tests.moto_fixtures import moto_server, unique_name
+from tests.mqtt_fixtures import start_mosquitto
 
-__all__ = ["moto_server", "unique_name"]
+__all__ = ["credentials_endpoint", "moto_server", "provisioned", "start_mosquitto", "unique_name"]
 
 
 @pytest.fixture
