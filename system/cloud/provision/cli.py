@@ -15,7 +15,8 @@ DESCRIPTION = (
     "role and IoT role alias so the certificate can get temporary S3 credentials (read models/, write the data "
     "capture prefix); the two model package groups. Each resource is looked up first: a second run creates "
     "nothing and reuses the certificate. The device bundle (device.json, certificate, private key, all owner-only) "
-    "goes to --out. Uses boto3's usual credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID...). See docs/provisioning.md."
+    "goes to --out. Uses boto3's usual credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID...). --cloudformation prints the "
+    "equivalent CloudFormation template instead. See docs/provisioning.md."
 )
 
 
@@ -25,6 +26,13 @@ def _run(args: argparse.Namespace, _settings: Settings) -> int:
     from system.cloud.provision.report import StepLog
     from system.cloud.provision.session import open_clients
 
+    if args.cloudformation:
+        from system.cloud.provision.cloudformation import render
+
+        print(render(), end="")
+        return 0
+    if not args.project:
+        raise ConfigError("--project is required (except with --cloudformation)")
     validate_project(args.project)
     if args.account and not args.dry_run:
         raise ConfigError("--account is only for --dry-run; provisioning uses the credentials' own account")
@@ -63,7 +71,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     provision = commands.add_parser(
         "provision", help="create (or --destroy) a project's AWS resources and a device bundle", description=DESCRIPTION
     )
-    provision.add_argument("--project", required=True, help="project name: 1-24 lowercase letters, digits, hyphens")
+    provision.add_argument("--project", help="project name: 1-24 lowercase letters, digits, hyphens (required)")
     provision.add_argument("--region", help="AWS region (default: AWS_REGION / AWS_DEFAULT_REGION / the profile's)")
     provision.add_argument("--thing", help="the device's thing name (default edge-device-<project>)")
     action = provision.add_mutually_exclusive_group()
@@ -75,6 +83,11 @@ def add_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
         action="store_true",
         help="delete the device's certificate, thing and bundle files, then the project's resources unless "
         "other things remain in its thing group (the bucket with every object version)",
+    )
+    action.add_argument(
+        "--cloudformation",
+        action="store_true",
+        help="print the equivalent CloudFormation template (JSON; the project is a stack parameter) and exit",
     )
     provision.add_argument("--out", help="device bundle folder (default ./edgesim-<project>-<thing>/)")
     provision.add_argument("--root-ca", help="copy this AmazonRootCA1.pem into the bundle (never downloaded)")

@@ -175,3 +175,23 @@ def test_cli_dry_run_changes_nothing_and_cli_apply_reports_each_resource(
     assert f"created  bucket               {project_plan.bucket}" in out and "device bundle:" in out
     assert main([*base, "--destroy"]) == 0
     assert f"deleted  bucket               {project_plan.bucket}" in capsys.readouterr().out
+
+
+def test_after_a_cloudformation_stack_provision_adds_the_thing_to_its_group_and_writes_the_bundle(
+    clients: AwsClients, project_plan: ProvisionPlan, tmp_path: Path
+) -> None:
+    """The stack makes every resource but the group membership (no CloudFormation resource does) and no
+    bundle; the device's own key, copied into --out, is all a rerun needs to finish the job."""
+    out = tmp_path / "bundle"
+    _apply(clients, project_plan, out)  # stands in for the stack: the same resources
+    iot = clients.make("iot")
+    iot.remove_thing_from_thing_group(thingGroupName=project_plan.thing_group, thingName=project_plan.thing_name)
+    for name in (bundle.CONFIG_FILE, bundle.CERT_FILE, bundle.ROOT_CA_NOTE):
+        (out / name).unlink()
+
+    log = StepLog()
+    notes = Provisioner(clients, project_plan, out, log).apply()
+    assert [(s.kind, s.status) for s in log.with_status("created")] == [("thing in group", "created")]
+    assert not any("private key" in note for note in notes)
+    assert load_device_config(out / bundle.CONFIG_FILE).thing_name == project_plan.thing_name
+    assert (out / bundle.CERT_FILE).is_file()
