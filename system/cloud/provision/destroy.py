@@ -5,7 +5,8 @@ shared resources (policy, role alias, role, thing group, bucket, model package g
 no other thing is left in the project's thing group, so destroying one device of a fleet never cuts
 off the others; they are then reported as "kept". A bucket is emptied (every version and delete
 marker) only if it carries this project's `edgesim:project` tag, so a bucket someone else made
-under the same name is never wiped.
+under the same name is never wiped. Deletes that follow a detach are retried for up to 15 s while
+AWS still refuses them (detaches propagate asynchronously: `session.settled_call`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from system.cloud.provision import bundle
 from system.cloud.provision.apply import exists, thing_certificates, things_in_group
 from system.cloud.provision.plan import TAG_KEY, ProvisionPlan
 from system.cloud.provision.report import StepLog
-from system.cloud.provision.session import AwsClients, ProvisionError, aws_call
+from system.cloud.provision.session import AwsClients, ProvisionError, aws_call, settled_call
 
 # What an endpoint answers for an action it does not implement (moto: HTTP 500, or this code).
 _UNSUPPORTED = frozenset({"500", "501", "NotImplemented", "InternalFailure"})
@@ -65,7 +66,7 @@ class Destroyer:
                     thingName=thing,
                 )
                 self.log("deleted", "thing in group", f"{thing} -> {group}")
-            aws_call(f"deleting thing {thing}", self.iot.delete_thing, thingName=thing)
+            settled_call(f"deleting thing {thing}", self.iot.delete_thing, thingName=thing)
             self.log("deleted", "thing", thing)
         removed = bundle.remove_bundle(self.out)
         self.log("deleted" if removed else "absent", "bundle files", str(self.out), ", ".join(removed))
@@ -91,7 +92,9 @@ class Destroyer:
             certificateId=certificate_id,
             newStatus="INACTIVE",
         )
-        aws_call(f"deleting certificate {certificate_id}", self.iot.delete_certificate, certificateId=certificate_id)
+        settled_call(
+            f"deleting certificate {certificate_id}", self.iot.delete_certificate, certificateId=certificate_id
+        )
         self.log("deleted", "certificate", certificate_id, "detached, deactivated")
 
     def _other_things(self) -> list[str]:
@@ -120,7 +123,7 @@ class Destroyer:
                     policyName=name,
                     policyVersionId=version["versionId"],
                 )
-        aws_call(f"deleting IoT policy {name}", self.iot.delete_policy, policyName=name)
+        settled_call(f"deleting IoT policy {name}", self.iot.delete_policy, policyName=name)
         self.log("deleted", "iot policy", name)
 
     def role_alias(self) -> None:
@@ -139,7 +142,7 @@ class Destroyer:
         if exists(f"looking up {name}/{inline}", self.iam.get_role_policy, RoleName=name, PolicyName=inline):
             aws_call(f"deleting {name}/{inline}", self.iam.delete_role_policy, RoleName=name, PolicyName=inline)
             self.log("deleted", "iam role policy", f"{name}/{inline}")
-        aws_call(f"deleting IAM role {name}", self.iam.delete_role, RoleName=name)
+        settled_call(f"deleting IAM role {name}", self.iam.delete_role, RoleName=name)
         self.log("deleted", "iam role", name)
 
     def thing_group(self) -> None:

@@ -7,6 +7,7 @@ the minutes botocore's defaults (60 s reads, several retries) would take.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -84,3 +85,21 @@ def aws_call(what: str, call: Callable[..., Any], **kwargs: Any) -> Any:
         raise ConfigError(_MISSING_REGION) from exc
     except BotoCoreError as exc:  # endpoint unreachable, timeouts, malformed responses
         raise ProvisionError(f"AWS call failed while {what}: {exc}") from exc
+
+
+# The answers AWS gives while a detach has not propagated yet: DetachThingPrincipal and DetachPolicy
+# are asynchronous ("it might take several seconds"), so the delete right after them can be refused.
+SETTLING_CODES = frozenset({"InvalidRequestException", "DeleteConflictException", "DeleteConflict"})
+SETTLE_DELAYS = (1.0, 2.0, 4.0, 8.0)  # 15 s in all, then the refusal stands
+
+
+def settled_call(what: str, call: Callable[..., Any], **kwargs: Any) -> Any:
+    """`aws_call`, retried while AWS refuses it for a detach still propagating (SETTLING_CODES)."""
+    for delay in (*SETTLE_DELAYS, None):
+        try:
+            return aws_call(what, call, **kwargs)
+        except ProvisionError as exc:
+            if exc.code not in SETTLING_CODES or delay is None:
+                raise
+            time.sleep(delay)
+    raise AssertionError("unreachable: the last attempt returns or raises")

@@ -56,3 +56,49 @@ def test_an_aws_error_names_the_operation_and_the_code(moto_server: object) -> N
         aws_call("looking up thing nope", iot.describe_thing, thingName="no-such-thing-here")
     assert caught.value.code == "ResourceNotFoundException"
     assert str(caught.value).startswith("DescribeThing failed while looking up thing nope: ResourceNotFoundException")
+
+
+class _Refusing:
+    """A call AWS refuses `times` times with `code` before it goes through."""
+
+    def __init__(self, times: int, code: str) -> None:
+        self.left, self.code, self.calls = times, code, 0
+
+    def __call__(self, **_: object) -> dict[str, str]:
+        from botocore.exceptions import ClientError
+
+        self.calls += 1
+        if self.left > 0:
+            self.left -= 1
+            raise ClientError({"Error": {"Code": self.code, "Message": "detach not propagated"}}, "DeleteThing")
+        return {"ok": "yes"}
+
+
+def test_a_delete_refused_while_a_detach_propagates_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    from system.cloud.provision import session
+
+    slept: list[float] = []
+    monkeypatch.setattr(session.time, "sleep", slept.append)
+    call = _Refusing(2, "InvalidRequestException")
+    assert session.settled_call("deleting thing t", call, thingName="t") == {"ok": "yes"}
+    assert call.calls == 3 and slept == [1.0, 2.0]
+
+
+def test_a_refusal_that_outlasts_the_settling_time_stands(monkeypatch: pytest.MonkeyPatch) -> None:
+    from system.cloud.provision import session
+
+    slept: list[float] = []
+    monkeypatch.setattr(session.time, "sleep", slept.append)
+    with pytest.raises(ProvisionError, match="DeleteThing failed while deleting thing t: DeleteConflictException"):
+        session.settled_call("deleting thing t", _Refusing(99, "DeleteConflictException"))
+    assert sum(slept) == 15.0
+
+
+def test_other_refusals_are_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    from system.cloud.provision import session
+
+    monkeypatch.setattr(session.time, "sleep", lambda _s: pytest.fail("slept"))
+    call = _Refusing(1, "AccessDeniedException")
+    with pytest.raises(ProvisionError, match="AccessDeniedException"):
+        session.settled_call("deleting thing t", call)
+    assert call.calls == 1
