@@ -99,10 +99,12 @@ def _substitute(resource: str, thing_name: str | None) -> str:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    refused: list[str]  # why each connection that never became a request was dropped
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that fails the TLS handshake (no certificate, an unknown CA) is refused, not a crash.
-        log.info("fake credentials provider: refused %s: %s", client_address, sys.exc_info()[1])
+        self.refused.append(str(sys.exc_info()[1]))
+        log.debug("fake credentials provider: refused %s: %s", client_address, sys.exc_info()[1])
 
 
 class FakeIotCredentialsProvider:
@@ -133,6 +135,7 @@ class FakeIotCredentialsProvider:
             raise ConfigError(f"cannot load the fake credentials provider's TLS files: {exc}") from exc
         self._context.verify_mode = ssl.CERT_REQUIRED
         self._server = _Server((host, port), self._handler())
+        self._server.refused = []
         self._thread: threading.Thread | None = None
 
     @property
@@ -166,6 +169,11 @@ class FakeIotCredentialsProvider:
         """Answer the next `count` requests with `status` (a fault, as during an outage)."""
         with self._lock:
             self._failures.extend([status] * count)
+
+    @property
+    def refused_connections(self) -> list[str]:
+        """Why each connection refused before any request was (the TLS handshake's error)."""
+        return list(self._server.refused)
 
     def issued(self) -> list[str]:
         """The access key ids handed out, oldest first."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from PIL import Image
 
 from system.edge.agent_watch import AgentWatch
@@ -40,7 +41,7 @@ from system.edge.roster import ModelRoster
 from system.edge.startup import StartupReport, restore_models
 from system.edge.telemetry import TelemetryLogHandler, TelemetryPublisher
 from system.edge.versions import Version
-from system.errors import EdgesimError
+from system.errors import ConfigError, EdgesimError
 from system.ports import InferenceClient, MessageBus
 from system.signing import load_public_key
 
@@ -109,7 +110,7 @@ class DeviceApp:
             housekeeping=self.agent_watch.check,  # no thread of its own: checks between frames
             housekeeping_interval=min(1.0, config.agent_check_interval),
         )
-        signing_key = load_public_key(config.signing_public_key) if config.signing_public_key else None
+        signing_key = self._signing_key(config, profile)
         self._require_signature = signing_key is not None
         self.steps = OtaSteps(
             backends.client,
@@ -143,6 +144,21 @@ class DeviceApp:
         self.job_listeners: list[Callable[[JobState], None]] = []  # e.g. a scenario's report
 
     # -- lifecycle -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _signing_key(config: DeviceConfig, profile: str) -> Ed25519PublicKey | None:
+        """The pinned package signing key. On aws a device without one refuses to start, unless the config
+        says `ota.allow_unsigned` (an OTA channel that installs any archive is a remote code path)."""
+        if config.signing_public_key is not None:
+            return load_public_key(config.signing_public_key)
+        if profile == "aws" and not config.allow_unsigned:
+            raise ConfigError(
+                "on the aws profile a device installs only signed packages: set ota.signing_public_key "
+                "(edgesim provision writes it) or, knowingly, ota.allow_unsigned: true"
+            )
+        if profile == "aws":
+            _log.warning("ota.allow_unsigned: this device installs unsigned packages from any job it is given")
+        return None
 
     def start(self) -> DeviceApp:
         """Start everything; if any part fails, what had started is stopped again and the error raised."""

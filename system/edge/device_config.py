@@ -12,7 +12,8 @@
       "aws": {"credentials_endpoint": null, "role_alias": null,    # S3 keys from the IoT credentials provider
               "refresh_before_expiry": 600},                   # (mqtt.tls's certificate), else boto3's chain
       "ota": {"step_timeout_minutes": 10, "max_package_bytes": 1073741824, "require_sha256": false,
-              "signing_public_key": null, "health_check": {"enabled": true, "output_range": null}},
+              "signing_public_key": null, "allow_unsigned": false,   # aws: unsigned only if allowed
+              "health_check": {"enabled": true, "output_range": null}},
       "inference": {"source": {"type": "folder", "path": "images", "order": "cycle"},
                     "rate_hz": 2.0, "capture_fraction": 0.1, "threshold": 0.5, "history": 50},
       "telemetry": {"enabled": true, "flush_interval": 5.0, "batch_size": 50, "buffer_size": 1000,
@@ -64,6 +65,7 @@ class DeviceConfig:
     max_package_bytes: int = 1024**3
     require_sha256: bool = False
     signing_public_key: Path | None = None
+    allow_unsigned: bool = False  # the aws profile refuses to run without a signing key unless this is set
     health_enabled: bool = True
     health_output_range: tuple[float, float] | None = None
     source: SourceConfig = field(default_factory=SourceConfig)
@@ -210,6 +212,7 @@ def parse_device_config(raw: object, base: Path) -> DeviceConfig:
         max_package_bytes=ota.int_("max_package_bytes", DeviceConfig.max_package_bytes),
         require_sha256=ota.bool_("require_sha256", False),
         signing_public_key=ota.path_("signing_public_key"),
+        allow_unsigned=ota.bool_("allow_unsigned", False),
         health_enabled=health.bool_("enabled", True),
         health_output_range=_output_range(health),
         source=SourceConfig(

@@ -204,3 +204,16 @@ def test_the_aws_section_names_the_credentials_provider() -> None:
 def test_an_incomplete_aws_section_is_refused_at_start_up(raw: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         parse(**raw)
+
+
+def test_on_aws_a_device_without_a_signing_key_refuses_to_start_unless_told(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from system.edge.device import DeviceApp
+
+    with pytest.raises(ConfigError, match=r"only signed packages: set ota\.signing_public_key"):
+        DeviceApp._signing_key(parse(), "aws")
+    assert DeviceApp._signing_key(parse(), "local") is None
+    with caplog.at_level("WARNING"):
+        assert DeviceApp._signing_key(parse(ota={"allow_unsigned": True}), "aws") is None
+    assert "installs unsigned packages" in caplog.text

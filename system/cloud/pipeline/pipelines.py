@@ -86,9 +86,9 @@ def build_steps(options: PipelineOptions, backends: CloudBackends, data: Path) -
 
     signing = None
     if options.signing_key is not None:
-        from cryptography.hazmat.primitives import serialization
+        from system.signing import load_private_key
 
-        signing = serialization.load_pem_private_key(options.signing_key.read_bytes(), password=None)
+        signing = load_private_key(options.signing_key)
     size = options.image_size
     return [
         IngestStep(data),

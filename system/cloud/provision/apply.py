@@ -17,6 +17,7 @@ from system.cloud.provision import bundle
 from system.cloud.provision.plan import ProvisionPlan
 from system.cloud.provision.report import StepLog
 from system.cloud.provision.session import AwsClients, ProvisionError, aws_call
+from system.cloud.provision.signing_key import ensure_signing_key
 
 _MISSING = frozenset({"404", "NoSuchBucket", "NotFound", "ResourceNotFoundException", "NoSuchEntity"})
 
@@ -45,13 +46,20 @@ def _aws_tags(tags: dict[str, str], key: str = "Key", value: str = "Value") -> l
 class Provisioner:
     """Ensures every resource of `plan`, writing the device bundle into `out`."""
 
-    def __init__(self, clients: AwsClients, plan: ProvisionPlan, out: Path, log: StepLog) -> None:
+    def __init__(
+        self, clients: AwsClients, plan: ProvisionPlan, out: Path, log: StepLog, signing_key: Path | None = None
+    ) -> None:
+        """`signing_key`: the project's Ed25519 package signing key (made if missing); None leaves the
+        bundle without `ota.signing_public_key` (a device on aws then needs `ota.allow_unsigned`)."""
         self.plan, self.out, self.log = plan, out, log
+        self.signing_key = signing_key
         self.s3, self.iot = clients.make("s3"), clients.make("iot")
         self.iam, self.sagemaker = clients.make("iam"), clients.make("sagemaker")
 
     def apply(self, root_ca: Path | None = None) -> list[str]:
         """Ensure everything, write the bundle; returns notes (warnings) for the user."""
+        # The local key first: a key file that cannot be used stops the run before AWS is touched.
+        public = ensure_signing_key(self.signing_key, self.out, self.log) if self.signing_key is not None else None
         self.bucket()
         self.thing_group()
         self.thing()
@@ -63,7 +71,7 @@ class Provisioner:
         self.policy_attachment(certificate.arn)
         for group in self.plan.model_package_groups:
             self.model_package_group(group)
-        notes = bundle.write_bundle(self.out, self.plan, self.endpoints(), certificate.pem, root_ca)
+        notes = bundle.write_bundle(self.out, self.plan, self.endpoints(), certificate.pem, root_ca, public)
         if not bundle.has_private_key(self.out):
             notes.insert(0, self._missing_key_note(certificate))
         return notes

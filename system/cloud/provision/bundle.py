@@ -6,6 +6,7 @@
       private.pem.key            its private key: AWS IoT returns it once, at creation, never again
       AmazonRootCA1.pem          only when `--root-ca` gave one (no download: this may run offline)
       ROOT-CA.txt                otherwise: where to get it
+      package-signing.pub.pem    the project's package signing public key (signing_key.py)
 
 Every file is written with mode 0600 from its first byte (os.open with the mode, then an atomic
 rename), so no other user can read a key even for an instant. An existing folder that others can
@@ -31,6 +32,7 @@ CERT_FILE = "certificate.pem.crt"
 KEY_FILE = "private.pem.key"
 ROOT_CA_FILE = "AmazonRootCA1.pem"
 ROOT_CA_NOTE = "ROOT-CA.txt"
+SIGNING_PUBLIC_FILE = "package-signing.pub.pem"
 ROOT_CA_URL = "https://www.amazontrust.com/repository/AmazonRootCA1.pem"
 UNKNOWN_ENDPOINT = "iot-data-ats-endpoint.invalid"  # RFC 2606: a name that never resolves
 
@@ -79,9 +81,9 @@ def has_private_key(folder: Path) -> bool:
     return (folder / KEY_FILE).is_file()
 
 
-def device_config(plan: ProvisionPlan, endpoints: Endpoints) -> dict[str, Any]:
+def device_config(plan: ProvisionPlan, endpoints: Endpoints, *, signed: bool = True) -> dict[str, Any]:
     """The device's config: the keys of system/edge/device_config.py, plus what the aws device side needs."""
-    return {
+    config = {
         "thing_name": plan.thing_name,
         "root": "device-root",
         "mqtt": {
@@ -104,6 +106,9 @@ def device_config(plan: ProvisionPlan, endpoints: Endpoints) -> dict[str, Any]:
             "iot_data_endpoint": endpoints.data_ats,
         },
     }
+    if signed:  # the device installs only packages signed with the project's key
+        config["ota"] = {"signing_public_key": SIGNING_PUBLIC_FILE}
+    return config
 
 
 def write_bundle(
@@ -112,14 +117,18 @@ def write_bundle(
     endpoints: Endpoints,
     certificate_pem: str,
     root_ca: Path | None = None,
+    signing_public_pem: bytes | None = None,
 ) -> list[str]:
-    """Write config, certificate and root CA (or its note) into `folder`; returns notes for the user.
+    """Write config, certificate, signing public key and root CA (or its note) into `folder`; returns notes.
 
     The private key is written by `write_private_key` the moment AWS returns it, not here.
     """
     ensure_private_dir(folder)
-    write_private(folder / CONFIG_FILE, json.dumps(device_config(plan, endpoints), indent=2) + "\n")
+    signed = signing_public_pem is not None
+    write_private(folder / CONFIG_FILE, json.dumps(device_config(plan, endpoints, signed=signed), indent=2) + "\n")
     write_private(folder / CERT_FILE, certificate_pem)
+    if signing_public_pem is not None:
+        write_private(folder / SIGNING_PUBLIC_FILE, signing_public_pem.decode("ascii"))
     notes: list[str] = []
     if root_ca is not None:
         try:
@@ -150,7 +159,7 @@ def remove_bundle(folder: Path) -> list[str]:
     may point at a folder that holds other things.
     """
     removed = []
-    for name in (CONFIG_FILE, CERT_FILE, KEY_FILE, ROOT_CA_FILE, ROOT_CA_NOTE):
+    for name in (CONFIG_FILE, CERT_FILE, KEY_FILE, ROOT_CA_FILE, ROOT_CA_NOTE, SIGNING_PUBLIC_FILE):
         if (folder / name).is_file():
             (folder / name).unlink()
             removed.append(name)

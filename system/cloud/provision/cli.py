@@ -15,8 +15,9 @@ DESCRIPTION = (
     "role and IoT role alias so the certificate can get temporary S3 credentials (read models/, write the data "
     "capture prefix); the two model package groups. Each resource is looked up first: a second run creates "
     "nothing and reuses the certificate. The device bundle (device.json, certificate, private key, all owner-only) "
-    "goes to --out. Uses boto3's usual credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID...). --cloudformation prints the "
-    "equivalent CloudFormation template instead. See docs/provisioning.md."
+    "goes to --out, with the public half of the project's Ed25519 package signing key (--signing-key: made once, "
+    "kept off devices). Uses boto3's usual credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID...). --cloudformation "
+    "prints the equivalent CloudFormation template instead. See docs/provisioning.md."
 )
 
 
@@ -59,9 +60,13 @@ def _run(args: argparse.Namespace, _settings: Settings) -> int:
         Destroyer(clients, plan, out, log).destroy()
         return 0
     from system.cloud.provision.apply import Provisioner
+    from system.cloud.provision.signing_key import default_signing_key
 
-    notes = Provisioner(clients, plan, out, log).apply(Path(args.root_ca) if args.root_ca else None)
+    signing_key = Path(args.signing_key) if args.signing_key else default_signing_key(plan.project)
+    provisioner = Provisioner(clients, plan, out, log, signing_key=signing_key)
+    notes = provisioner.apply(Path(args.root_ca) if args.root_ca else None)
     print(f"device bundle: {out}")
+    print(f"package signing key: {signing_key} (keep it off devices; edgesim pipeline run --sign-key {signing_key})")
     for note in notes:
         print(f"note: {note}")
     return 1 if log.with_status("warning") or any("private key" in note for note in notes) else 0
@@ -90,6 +95,11 @@ def add_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
         help="print the equivalent CloudFormation template (JSON; the project is a stack parameter) and exit",
     )
     provision.add_argument("--out", help="device bundle folder (default ./edgesim-<project>-<thing>/)")
+    provision.add_argument(
+        "--signing-key",
+        help="the project's Ed25519 package signing key: reused if it exists, else made (mode 0600); devices "
+        "get its public key (default ./edgesim-<project>-signing.key; never put inside --out)",
+    )
     provision.add_argument("--root-ca", help="copy this AmazonRootCA1.pem into the bundle (never downloaded)")
     provision.add_argument("--endpoint-url", help="send every AWS call here (e.g. a moto server for tests)")
     provision.add_argument(

@@ -31,6 +31,7 @@ class ProvisionedDevice:
     folder: Path  # the bundle
     material: TlsMaterial  # the test CA, the loopback servers' certificate, other clients' certificates
     issuer: Path  # the issuer of the device certificate moto made
+    signing_key: Path  # the project's package signing key (the operator's; its public half is in the bundle)
     client_cas: Path  # what loopback servers trust for client certificates: that issuer and the test CA
 
     @property
@@ -59,14 +60,15 @@ def provisioned(clients: AwsClients, project_plan: ProvisionPlan, tmp_path: Path
     material = create_tls_material(tmp_path / "pki")
     folder = tmp_path / "bundle"
     log = StepLog()
-    Provisioner(clients, project_plan, folder, log).apply(material.ca_cert)
+    signing_key = tmp_path / "operator" / "signing.key"
+    Provisioner(clients, project_plan, folder, log, signing_key=signing_key).apply(material.ca_cert)
     issuer = tmp_path / "moto-issuer.pem"
     issuer.write_bytes(
         issuer_certificate_for((folder / bundle.CERT_FILE).read_bytes(), (folder / bundle.KEY_FILE).read_bytes())
     )
     client_cas = tmp_path / "client-cas.pem"
     client_cas.write_bytes(issuer.read_bytes() + material.ca_cert.read_bytes())
-    return ProvisionedDevice(project_plan, folder, material, issuer, client_cas)
+    return ProvisionedDevice(project_plan, folder, material, issuer, signing_key, client_cas)
 
 
 @pytest.fixture

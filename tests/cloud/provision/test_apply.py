@@ -15,6 +15,7 @@ from system.cloud.provision.plan import ProvisionPlan
 from system.cloud.provision.report import StepLog
 from system.cloud.provision.session import AwsClients
 from system.edge.device_config import load_device_config
+from system.errors import ConfigError
 
 EMPTY: dict[str, list[str]] = {k: [] for k in ("buckets", "things", "groups", "policies", "aliases", "roles")}
 
@@ -164,6 +165,7 @@ def test_cli_dry_run_changes_nothing_and_cli_apply_reports_each_resource(
 ) -> None:  # fmt: skip
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.chdir(tmp_path)  # the signing key's default place is the working directory
     base = ["provision", "--project", project_plan.project, "--region", clients.region]
     base += ["--endpoint-url", moto_server.endpoint_url, "--out", str(tmp_path / "b")]
     assert main([*base, "--dry-run"]) == 0
@@ -173,6 +175,8 @@ def test_cli_dry_run_changes_nothing_and_cli_apply_reports_each_resource(
     assert main(base) == 0
     out = capsys.readouterr().out
     assert f"created  bucket               {project_plan.bucket}" in out and "device bundle:" in out
+    signing_key = f"edgesim-{project_plan.project}-signing.key"
+    assert f"package signing key: {signing_key}" in out and (tmp_path / signing_key).is_file()
     assert main([*base, "--destroy"]) == 0
     assert f"deleted  bucket               {project_plan.bucket}" in capsys.readouterr().out
 
@@ -195,3 +199,46 @@ def test_after_a_cloudformation_stack_provision_adds_the_thing_to_its_group_and_
     assert not any("private key" in note for note in notes)
     assert load_device_config(out / bundle.CONFIG_FILE).thing_name == project_plan.thing_name
     assert (out / bundle.CERT_FILE).is_file()
+
+
+def test_the_project_signing_key_is_made_once_and_only_its_public_half_reaches_the_bundle(
+    clients: AwsClients, project_plan: ProvisionPlan, tmp_path: Path
+) -> None:
+    from system.signing import load_private_key, load_public_key, public_key_pem
+
+    key_path, out = tmp_path / "operator" / "signing.key", tmp_path / "bundle"
+    first = StepLog()
+    Provisioner(clients, project_plan, out, first, signing_key=key_path).apply()
+    assert ("signing key", "created") in [(s.kind, s.status) for s in first.steps]
+    assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
+    config = load_device_config(out / bundle.CONFIG_FILE)
+    assert config.signing_public_key == out / bundle.SIGNING_PUBLIC_FILE
+    pinned = load_public_key(config.signing_public_key).public_bytes_raw()
+    private = load_private_key(key_path)
+    assert pinned == private.public_key().public_bytes_raw()
+    assert not [p for p in out.iterdir() if b"PRIVATE KEY" in p.read_bytes() and p.name != bundle.KEY_FILE]
+
+    second_out = tmp_path / "bundle-2"  # another device of the project: the same key, reused
+    again = StepLog()
+    Provisioner(clients, project_plan, second_out, again, signing_key=key_path).apply()
+    assert ("signing key", "exists") in [(s.kind, s.status) for s in again.steps]
+    assert (second_out / bundle.SIGNING_PUBLIC_FILE).read_bytes() == public_key_pem(private)
+
+    Destroyer(clients, project_plan, out, StepLog()).destroy()
+    assert key_path.is_file()  # the operator's key signs for the other devices too: never destroyed
+
+
+@pytest.mark.parametrize("where", ["inside the bundle", "open to others"])
+def test_a_signing_key_that_would_leak_is_refused_before_aws_is_touched(
+    clients: AwsClients, project_plan: ProvisionPlan, tmp_path: Path, where: str
+) -> None:
+    out = tmp_path / "bundle"
+    if where == "inside the bundle":
+        key_path, message = out / "signing.key", "inside the device bundle"
+    else:
+        key_path, message = tmp_path / "signing.key", "open to other users"
+        key_path.write_text("not even a key")
+        key_path.chmod(0o644)
+    with pytest.raises(ConfigError, match=message):
+        Provisioner(clients, project_plan, out, StepLog(), signing_key=key_path).apply()
+    assert _project_state(clients, project_plan) == EMPTY

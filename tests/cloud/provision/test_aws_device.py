@@ -1,6 +1,7 @@
 """`edgesim device run --profile aws` from the bundle `edgesim provision` wrote, with no AWS keys at all:
 MQTT with the bundle's certificate over mutual TLS (awscrt, as to IoT Core) to a TLS Mosquitto, S3
-through keys from the (fake) IoT credentials provider, and an OTA job made with boto3 taken to SUCCEEDED.
+through keys from the (fake) IoT credentials provider; an unsigned OTA job is REJECTED (the bundle pins
+the project's signing key) and a signed one made with boto3 is taken to SUCCEEDED.
 Only the endpoints in device.json differ from what the device would use against AWS."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from simulators.cloud import SimulatedCloud
 from simulators.credentials_provider import FakeIotCredentialsProvider
 from system.cloud.provision.session import AwsClients
+from system.signing import load_private_key, sign_digest
 from tests.cloud.provision.device_fixtures import ProvisionedDevice
 from tests.edge.test_device_process import DeviceProcess
 from tests.edge_fixtures import export_classifier_package
@@ -82,19 +84,25 @@ def test_a_device_runs_from_its_provisioned_bundle_on_the_aws_profile(
             archive = tar_folder(export_classifier_package(tmp_path / "package", "3"))
             key = "models/img-classification-3.tar.gz"
             s3.put_object(Bucket=plan.bucket, Key=key, Body=archive)
+            digest = hashlib.sha256(archive).hexdigest()
             document = {
                 "type": "new_model",
                 "model_name": "img-classification",
                 "model_version": "3",
                 "model_package_bucket": plan.bucket,
                 "model_package_key": key,
-                "sha256": hashlib.sha256(archive).hexdigest(),
+                "sha256": digest,
             }
             iot = clients.make("iot")
             group = iot.describe_thing_group(thingGroupName=plan.thing_group)["thingGroupArn"]
+            unsigned = f"ota-{uuid.uuid4().hex[:8]}"  # the bundle pins the project's signing key
+            iot.create_job(jobId=unsigned, targets=[group], document=json.dumps(document))
+            assert _wait_for_execution(iot, unsigned, plan.thing_name, device) == "REJECTED"
+            assert credentials_endpoint.requests == []  # refused before anything was downloaded
+
+            document["signature"] = sign_digest(load_private_key(provisioned.signing_key), digest)
             job_id = f"ota-{uuid.uuid4().hex[:8]}"
             iot.create_job(jobId=job_id, targets=[group], document=json.dumps(document))
-
             assert _wait_for_execution(iot, job_id, plan.thing_name, device) == "SUCCEEDED"
             models = device.get("/api/models")["models"]
             assert [(m["name"], m["version"]) for m in models] == [("img-classification", "3")]

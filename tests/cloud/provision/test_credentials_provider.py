@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
+import time
 from typing import Any
 
 import pytest
@@ -188,6 +189,23 @@ def test_a_client_without_the_servers_ca_does_not_connect(
     with pytest.raises(CredentialRetrievalError, match=r"cannot reach it: .*CERTIFICATE_VERIFY_FAILED"):
         provider.fetch()
     assert credentials_endpoint.requests == []
+    deadline = time.monotonic() + 5  # the server notices the aborted handshake on its own thread
+    while not credentials_endpoint.refused_connections and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert "UNKNOWN_CA" in credentials_endpoint.refused_connections[0]
+
+
+def test_a_client_without_a_certificate_is_refused_in_the_handshake(
+    provisioned: ProvisionedDevice, credentials_endpoint: FakeIotCredentialsProvider
+) -> None:
+    import ssl
+    import urllib.request
+
+    context = ssl.create_default_context(cafile=str(provisioned.tls.ca))  # verifies the server, shows no certificate
+    url = f"https://{credentials_endpoint.endpoint}/role-aliases/{provisioned.plan.role_alias}/credentials"
+    with pytest.raises(OSError):
+        urllib.request.urlopen(url, context=context, timeout=5).read()
+    assert credentials_endpoint.issued() == []
 
 
 @pytest.mark.parametrize(
