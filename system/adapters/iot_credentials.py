@@ -41,6 +41,7 @@ from botocore.exceptions import CredentialRetrievalError
 
 from system.adapters.tls import TlsFiles
 from system.errors import ConfigError
+from system.logs import register_secret
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,9 @@ class IotCredentialsProvider:
                 "expiry_time": str(credentials["expiration"]),
             }
         except (ValueError, KeyError, TypeError) as exc:
-            raise self._error(f"an answer without credentials: {body[:200]!r}") from exc
+            raise self._error("an answer without credentials (not shown: it may hold a secret)") from exc
+        register_secret(metadata["secret_key"])  # before anything can log them
+        register_secret(metadata["token"])
         self.fetches += 1
         log.info(
             "S3 credentials for %s from the IoT credentials provider %s (role alias %s), valid until %s",

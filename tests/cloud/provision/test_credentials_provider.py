@@ -261,3 +261,29 @@ def test_policy_evaluation_of_the_fake(statements: list[dict[str, Any]], thing: 
 def test_a_provider_needs_the_certificate_and_key(provisioned: ProvisionedDevice) -> None:
     with pytest.raises(ConfigError, match="certificate and key"):
         IotCredentialsProvider("127.0.0.1:1", "alias", "thing", TlsFiles(provisioned.tls.ca))
+
+
+def test_debug_logs_of_an_s3_call_show_neither_the_secret_key_nor_the_token(
+    clients: AwsClients, provisioned: ProvisionedDevice, credentials_endpoint: FakeIotCredentialsProvider
+) -> None:
+    import io
+    import logging
+
+    from system.logs import REDACTED, configure_logging
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    stream = io.StringIO()
+    try:
+        configure_logging("debug", stream=stream)  # botocore logs every request's headers at debug
+        session = iot_credentials_session(_provider(provisioned, credentials_endpoint), clients.region)
+        s3 = session.client("s3", endpoint_url=clients.make("s3").meta.endpoint_url)
+        s3.list_objects_v2(Bucket=provisioned.plan.bucket)
+        logging.getLogger("tests").error("the device key: %s", provisioned.tls.key.read_text())  # type: ignore[union-attr]
+    finally:
+        root.handlers[:], root.level = saved
+    frozen = session.get_credentials().get_frozen_credentials()
+    output = stream.getvalue()
+    assert "X-Amz-Security-Token" in output  # the header was logged...
+    assert frozen.token not in output and frozen.secret_key not in output  # ...its value was not
+    assert "PRIVATE KEY" not in output and REDACTED in output
