@@ -236,3 +236,39 @@ def test_tls_client_without_a_certificate_is_refused(
         bus.close()
     backend.bus(unique("dev"))  # a client with a certificate gets in
     backend.close()
+
+
+def test_a_device_can_neither_read_nor_write_another_things_jobs_topics(mqtt_backend: MqttBackend) -> None:
+    """Per-thing authorization on every broker: the simulated one refuses (NotAuthorizedError), Mosquitto's
+    ACL drops silently (MQTT 3.1.1 has no refusal for a PUBLISH): either way nothing crosses."""
+    from system.errors import NotAuthorizedError
+
+    if mqtt_backend.name == "mosquitto":
+        pytest.skip("a plain TCP listener knows no identities: per-thing rules need TLS client certificates")
+    intruder_thing, victim_thing = unique("thing-a"), unique("thing-b")
+    cloud_seen, victim_seen, stolen = Collector(), Collector(), Collector()
+    cloud = mqtt_backend.bus(unique("cloud"), identity=CLOUD)
+    cloud.subscribe("$aws/things/+/jobs/#", cloud_seen, qos=1)
+    victim = mqtt_backend.bus(unique("victim"), identity=victim_thing)
+    victim.subscribe(f"$aws/things/{victim_thing}/jobs/notify-next", victim_seen, qos=1)
+    intruder = mqtt_backend.bus(unique("intruder"), identity=intruder_thing)
+    denials = 0
+    try:
+        intruder.subscribe(f"$aws/things/{victim_thing}/jobs/#", stolen, qos=1)
+    except NotAuthorizedError:
+        denials += 1
+
+    cloud.publish(f"$aws/things/{victim_thing}/jobs/notify-next", b"the victim's job", qos=1)
+    victim_seen.wait_for(1)
+    try:
+        intruder.publish(f"$aws/things/{victim_thing}/jobs/start-next", b"forged", qos=1)
+    except NotAuthorizedError:
+        denials += 1
+    own = f"$aws/things/{intruder_thing}/jobs/start-next"
+    intruder.publish(own, b"its own request", qos=1)  # allowed; ordered after the forged one on the wire
+
+    arrived = cloud_seen.wait_for(2)  # the cloud's own notification and the intruder's own request
+    assert [m.topic for m in arrived if m.payload == b"its own request"] == [own]
+    assert b"forged" not in [m.payload for m in arrived]
+    assert stolen.messages == []
+    assert denials == (2 if mqtt_backend.authorizes_subscriptions else 0)
