@@ -19,7 +19,7 @@ LOCUST_ARGS ?=
 LOCUST_TIMEOUT ?= 300
 LOCUST_OUT := benchmarks/results/locust
 
-.PHONY: help deps-system deps-chromium demo test lint bench bench-locust proto mxnet clean
+.PHONY: help deps-system deps-chromium demo test lint bench bench-locust reliability proto mxnet clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -125,6 +125,12 @@ bench-locust: $(STAMP) ## load-test gRPC Predict and POST /api/predict with locu
 	echo; echo "bench-locust: $(LOCUST_USERS) users, $(LOCUST_TIME), tags $(LOCUST_TAGS) ($(LOCUST_OUT)_stats.csv, $(LOCUST_OUT).html)"; \
 	$(BIN)/python -m benchmarks.locust_summary $(LOCUST_OUT)_stats.csv; \
 	exit $$status
+
+# The full kill-point matrix (make test runs a sample of it), then RELIABILITY.md from its results.
+reliability: $(STAMP) deps-system ## SIGKILL at every kill point, restart, check (~10 min); rewrite RELIABILITY.md
+	EDGESIM_KILL_MATRIX=all EDGESIM_KILL_RESULTS=benchmarks/results/kill_points.json \
+		$(BIN)/python -m pytest -q -p no:cacheprovider tests/reliability
+	$(BIN)/python -m benchmarks.reliability_report --write RELIABILITY.md
 
 proto: $(STAMP) ## regenerate the gRPC stubs from system/proto/agent.proto
 	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. system/proto/agent.proto

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -159,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile:
             settings = replace(settings, profile=args.profile)
         configure_logging(args.log_level or settings.log_level, json_lines=args.log_format == "json")
+        if settings.kill_at:  # crash testing only: this process will SIGKILL itself at that point
+            from system.killpoints import arm
+
+            arm(settings.kill_at)
+            logging.getLogger(__name__).warning("armed to die at kill point %s", settings.kill_at)
         handler: Handler = args.handler
         return handler(args, settings)
     except EdgesimError as exc:

@@ -143,6 +143,7 @@ class Settings:
     backends: Mapping[str, str] = field(default_factory=dict)  # port -> backend override
     log_level: str = "info"
     agent: AgentSettings = field(default_factory=AgentSettings)
+    kill_at: str = ""  # crash testing: a kill point (system/killpoints.py) where the process SIGKILLs itself
 
     def backend_for(self, port: str) -> str:
         """The backend of one port: its override, else the profile's choice."""
@@ -154,6 +155,10 @@ class Settings:
         if self.profile not in PROFILES:
             raise ConfigError(f"EDGESIM_PROFILE must be one of {', '.join(PROFILES)}, not {self.profile!r}")
         self.agent.validate()
+        if self.kill_at:
+            from system.killpoints import parse
+
+            parse(self.kill_at)
 
 
 def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -233,6 +238,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         backends=backends,
         log_level=env.get("EDGESIM_LOG_LEVEL", "info"),
         agent=agent,
+        kill_at=env.get("EDGESIM_KILL_AT", ""),
     )
     settings.validate()
     return settings

@@ -38,6 +38,7 @@ from system.errors import (
     EdgesimError,
     ResourceExhaustedError,
 )
+from system.killpoints import kill_point
 from system.logs import fields
 from system.ports import ObjectStore
 
@@ -143,6 +144,7 @@ class CaptureService:
                 return
 
     def _write_batch(self, batch: list[CaptureRecord]) -> None:
+        kill_point("capture.batch.before-write")
         groups: dict[str, list[CaptureRecord]] = {}
         for record in batch:
             groups.setdefault(self._folder(record), []).append(record)
@@ -151,6 +153,7 @@ class CaptureService:
                 lines = [json.dumps(self._entry(folder, r), separators=(",", ":")) for r in records]
                 key = f"{folder}/{self._settings.device_name}-{uuid.uuid4().hex}.jsonl"
                 self._store.put_bytes(key, ("\n".join(lines) + "\n").encode())
+                kill_point("capture.batch.written")
                 outcome = SUCCESS
             except EdgesimError as exc:
                 log.error("capture batch write failed", extra=fields(folder=folder, count=len(records), error=str(exc)))

@@ -30,6 +30,7 @@ from system.errors import (
     ResourceExhaustedError,
     RuntimeFailureError,
 )
+from system.killpoints import kill_point
 from system.logs import fields
 
 log = logging.getLogger(__name__)
@@ -85,10 +86,12 @@ class ModelTable:
             with self._lock:
                 self._reserved.pop(name, None)
             raise
+        kill_point("agent.load.opened")
         model = LoadedModel(name, url, package.manifest, package.size_bytes, runtime)
         with self._lock:
             self._reserved.pop(name, None)
             self._models[name] = model
+        kill_point("agent.load.registered")
         log.info(
             "model loaded",
             extra=fields(
@@ -128,6 +131,7 @@ class ModelTable:
             while model.in_flight:
                 self._idle.wait()
         model.runtime.close()
+        kill_point("agent.unload.done")
         log.info("model unloaded", extra=fields(model=name, predictions=model.predictions))
 
     def get(self, name: str) -> LoadedModel:

@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from system.killpoints import kill_point
+
 
 def write_bytes_atomically(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -23,10 +25,12 @@ def write_bytes_atomically(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        kill_point(f"atomic.{path.name}.before-rename")
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+    kill_point(f"atomic.{path.name}.after-rename")
     _fsync_folder(path.parent)
 
 

@@ -36,6 +36,7 @@ from system.edge.ota_machine import (
 from system.edge.ota_steps import OtaSteps
 from system.edge.roster import ModelRoster
 from system.errors import EdgesimError, JobsError
+from system.killpoints import kill_point
 
 _log = logging.getLogger(__name__)
 
@@ -161,6 +162,7 @@ class OtaDriver:
             serving = {m.name: Serving(m.version, m.identifier) for m in self.roster.all()}
             state = begin(offer, serving, self.policy(), self._now())
             self._save(state)
+            kill_point("ota.received")
             _log.info("OTA job received", extra={"fields": {"job_id": offer.job_id, "step": str(state.step)}})
             self._run_job(state)
 
@@ -193,6 +195,7 @@ class OtaDriver:
             reconciled = self._reconcile(state)
             if reconciled is not state:
                 return reconciled  # ended in the cloud: roll back or finish without a report
+        kill_point(f"ota.{state.step}.before")
         try:
             detail, ok = self.steps.run(state), True
         except EdgesimError as exc:
@@ -200,6 +203,7 @@ class OtaDriver:
         except Exception as exc:  # noqa: BLE001 - a bug or a library error fails the step, not the device
             _log.exception("OTA step crashed", extra={"fields": {"job_id": state.job_id, "step": str(state.step)}})
             detail, ok = f"{type(exc).__name__}: {exc}", False
+        kill_point(f"ota.{state.step}.after")
         log = _log.info if ok else _log.warning
         log("OTA step", extra={"fields": {"job_id": state.job_id, "step": str(state.step), "ok": ok, "detail": detail}})
         return advance(state, ok, detail, self._now())
@@ -222,6 +226,7 @@ class OtaDriver:
 
     def _report(self, state: JobState) -> JobState:
         detail = "not reported: the job had already ended in the cloud"
+        kill_point("ota.report.before")
         if state.report:
             assert state.outcome is not None
             try:
@@ -236,6 +241,7 @@ class OtaDriver:
                 if exc.code not in ENDED_CODES:
                     raise  # transient: the worker retries the report, the journal still says REPORT
                 detail = f"the cloud refused {state.outcome}: {exc}"
+        kill_point("ota.report.after")
         self.steps.cleanup(state)
         _log.info(
             "OTA job finished",

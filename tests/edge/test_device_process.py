@@ -31,8 +31,15 @@ class DeviceProcess:
 
     started: ClassVar[list[subprocess.Popen[str]]] = []  # every process launched, for clean-up
 
-    def __init__(self, config: Path, profile: str = "local", env_changes: dict[str, str | None] | None = None) -> None:
-        """`env_changes` sets variables of the device's environment, or removes those given as None."""
+    def __init__(
+        self,
+        config: Path,
+        profile: str = "local",
+        env_changes: dict[str, str | None] | None = None,
+        process_group: int | None = None,
+    ) -> None:
+        """`env_changes` sets variables of the device's environment, or removes those given as None;
+        `process_group` puts the process in that group (a kill point `@group` then takes both down)."""
         env = {
             **os.environ,
             "AWS_ACCESS_KEY_ID": "testing",
@@ -48,7 +55,9 @@ class DeviceProcess:
                 env[name] = value
         command = [sys.executable, "-m", "system.cli", "--log-format", "text", "device", "run", "--config", str(config)]
         command += ["--profile", profile]  # the subcommand's own flag (EDGESIM_PROFILE says the same)
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, process_group=process_group
+        )
         DeviceProcess.started.append(self.process)
         self.lines: queue.Queue[str] = queue.Queue()
         self.output: list[str] = []

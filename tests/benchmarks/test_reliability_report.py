@@ -1,0 +1,27 @@
+"""benchmarks/reliability_report.py: RELIABILITY.md from the kill-point results, or "not measured"."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks.reliability_report import main
+from system.killpoints import POINTS
+
+
+def test_without_results_every_figure_says_not_measured(tmp_path: Path) -> None:
+    out = tmp_path / "RELIABILITY.md"
+    assert main(["--results", str(tmp_path), "--write", str(out)]) == 0
+    text = out.read_text()
+    assert "not measured: run `make reliability`" in text
+    assert text.count("| no |") == len(POINTS)
+
+
+def test_the_kill_point_figure_comes_from_the_results(tmp_path: Path) -> None:
+    covered = sorted(POINTS)[:3]
+    (tmp_path / "kill_points.json").write_text(json.dumps({"covered": covered, "total": sorted(POINTS), "seconds": 42}))
+    out = tmp_path / "RELIABILITY.md"
+    main(["--results", str(tmp_path), "--write", str(out)])
+    text = out.read_text()
+    assert f"| 3 of {len(POINTS)} |" in text and "| 42 s |" in text
+    assert text.count("| yes |") == 3
