@@ -30,12 +30,28 @@ def load_image(path: str | Path) -> Image.Image:
     fails at the point where the file name is known: ValueError names it. A missing file raises
     FileNotFoundError as usual. The returned image holds no open file handle.
     """
-    data = Path(path).read_bytes()
+    return decode_image(Path(path).read_bytes(), f"image '{path}'")
+
+
+# A header may claim any size: a few hundred bytes can make Pillow allocate gigabytes. 50 megapixels
+# is above industrial line-scan and area cameras' frames and below what a small device can hold decoded.
+MAX_IMAGE_PIXELS = 50_000_000
+
+
+def decode_image(data: bytes, what: str = "the image", *, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """Fully decode image bytes (a file's, an upload's); ValueError naming `what` for anything else.
+
+    Pillow reports bad input through several exception types (OSError for truncated data, SyntaxError
+    from some plugins, DecompressionBombError above its pixel limit...): one error type here. The size
+    the header declares is checked against `max_pixels` before any pixel is decoded.
+    """
     try:
         image = Image.open(io.BytesIO(data))
+        if image.width * image.height > max_pixels:
+            raise ValueError(f"{image.width}x{image.height} pixels, more than the {max_pixels} allowed")
         image.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"cannot decode image '{path}': {exc}") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"cannot decode {what}: {exc}") from exc
     return image
 
 

@@ -129,7 +129,14 @@ def _spec_from_dict(raw: Any, where: str) -> TensorSpec:
 
 
 def parse_manifest(raw: Any) -> Manifest:
-    """Validate a decoded manifest.json; ValueError names the first problem."""
+    """Validate a decoded manifest.json; ValueError names the first problem, whatever the JSON holds."""
+    try:
+        return _parse_manifest(raw)
+    except (TypeError, AttributeError, KeyError) as exc:  # a value of the wrong JSON type somewhere nested
+        raise ValueError(f"malformed manifest: {type(exc).__name__}: {exc}") from exc
+
+
+def _parse_manifest(raw: Any) -> Manifest:
     if not isinstance(raw, dict):
         raise ValueError("manifest must be a JSON object")
     if raw.get("schema") != SCHEMA:
@@ -148,7 +155,14 @@ def parse_manifest(raw: Any) -> Manifest:
         raise ValueError("files must map relative paths to sha256 hex digests")
     for path in files:
         _check_relative(path)
+    if not isinstance(raw["model"], str):
+        raise ValueError(f"model must be a path in the package, not {raw['model']!r}")
     _check_relative(raw["model"])
+    for key in ("inputs", "outputs"):
+        if not isinstance(raw[key], list):
+            raise ValueError(f"{key} must be a list of tensors")
+    if not isinstance(raw.get("preprocessing") or {}, dict):
+        raise ValueError("preprocessing must be an object")
     inputs = tuple(_spec_from_dict(s, f"inputs[{i}]") for i, s in enumerate(raw["inputs"]))
     outputs = tuple(_spec_from_dict(s, f"outputs[{i}]") for i, s in enumerate(raw["outputs"]))
     if not inputs or not outputs:

@@ -30,7 +30,7 @@ class ExtractionLimits:
     max_bytes: int = 2 * 1024**3  # the sum of the members' declared sizes
 
 
-def _check_member(member: tarfile.TarInfo, names: set[str]) -> None:
+def _check_member(member: tarfile.TarInfo, names: dict[str, tarfile.TarInfo]) -> None:
     name = member.name
     path = PurePosixPath(name)
     if not name or path.is_absolute() or name.startswith("/") or "\\" in name:
@@ -42,8 +42,13 @@ def _check_member(member: tarfile.TarInfo, names: set[str]) -> None:
     if member.issym() or member.islnk():
         target = PurePosixPath(member.linkname)
         resolved = target if member.islnk() else path.parent / target
-        if target.is_absolute() or ".." in _normalise(resolved).parts or _normalise(resolved).as_posix() not in names:
+        key = _normalise(resolved).as_posix()
+        if target.is_absolute() or ".." in _normalise(resolved).parts or key not in names:
             raise ArchiveError(f"member {name!r}: link to {member.linkname!r} leaves the package or points nowhere")
+        # Only to a file (or, for a symlink, a folder) of the package: a link to a link could form a loop.
+        pointed = names[key]
+        if not (pointed.isfile() or (member.issym() and pointed.isdir())):
+            raise ArchiveError(f"member {name!r}: link to {member.linkname!r}, which is not a file of the package")
     elif not (member.isfile() or member.isdir()):
         raise ArchiveError(f"member {name!r}: unsupported member type")
 
@@ -78,7 +83,7 @@ def extract_package(archive: Path, dest: Path, limits: ExtractionLimits | None =
                 raise ArchiveError(
                     f"{archive.name}: {declared} bytes declared, more than the {limits.max_bytes} allowed"
                 )
-            names = {_normalise(PurePosixPath(m.name)).as_posix() for m in members}
+            names = {_normalise(PurePosixPath(m.name)).as_posix(): m for m in members}
             for member in members:
                 _check_member(member, names)
             staging.mkdir(parents=True)

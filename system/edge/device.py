@@ -10,7 +10,6 @@ start-up the agent watch, run by the inference loop's thread, reloads them if th
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
 import time
@@ -20,7 +19,6 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from PIL import Image
 
 from system.edge.agent_watch import AgentWatch
 from system.edge.device_config import DeviceConfig
@@ -43,6 +41,7 @@ from system.edge.telemetry import TelemetryLogHandler, TelemetryPublisher
 from system.edge.versions import Version
 from system.errors import ConfigError, EdgesimError
 from system.ports import InferenceClient, MessageBus
+from system.preprocessing import decode_image
 from system.signing import load_public_key
 
 _log = logging.getLogger(__name__)
@@ -317,11 +316,7 @@ class DeviceApp:
         return ([_job_view(current)] if current is not None else []) + finished
 
     def predict_image(self, data: bytes, name: str) -> InferenceResult:
-        try:
-            image = Image.open(io.BytesIO(data))
-            image.load()
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-            raise ValueError(f"cannot decode the uploaded image {name!r}: {exc}") from exc
+        image = decode_image(data, f"the uploaded image {name!r}")  # ValueError: the DeviceView contract
         return self.engine.infer(Frame(f"upload/{name}", image))
 
     def metrics_text(self) -> str:

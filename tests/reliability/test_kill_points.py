@@ -138,9 +138,10 @@ def test_sigkill_at_the_point_then_restart_is_consistent(
         try:
             _check_consistent(rig, "2" if case.job == "upgrade" else "1")
             break
-        except (AssertionError, OSError):
+        except (AssertionError, OSError) as exc:
             if time.monotonic() > deadline:
-                raise
+                assert rig.device is not None
+                raise AssertionError(f"{exc}; the app said:\n" + "".join(rig.device.output[-40:])) from exc
             time.sleep(0.2)
     if case.job == "none":
         for path in rig.captures.rglob("*.jsonl"):  # what was written before the kill is whole

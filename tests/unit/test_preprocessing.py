@@ -221,3 +221,17 @@ def test_mask_arrays_with_channels_and_the_layout_options_are_accepted() -> None
     assert preprocess_mask(with_alpha, params).sum() == 0
     with pytest.raises(ValueError, match="shape"):
         preprocess_mask(np.zeros((4, 4, 2), dtype=np.uint8), params)
+
+
+def test_an_image_declaring_more_pixels_than_allowed_is_refused_before_decoding() -> None:
+    import io as _io
+
+    from PIL import Image as _Image
+
+    from system.preprocessing import decode_image
+
+    buffer = _io.BytesIO()
+    _Image.new("L", (300, 200)).save(buffer, format="PNG")
+    with pytest.raises(ValueError, match="300x200 pixels, more than the 50000 allowed"):
+        decode_image(buffer.getvalue(), "the upload", max_pixels=50_000)
+    assert decode_image(buffer.getvalue(), "the upload", max_pixels=60_000).size == (300, 200)
