@@ -18,8 +18,13 @@ LOCUST_TAGS ?= grpc http
 LOCUST_ARGS ?=
 LOCUST_TIMEOUT ?= 300
 LOCUST_OUT := benchmarks/results/locust
+# make reliability: hypothesis examples per fuzzed input (make test runs 100).
+FUZZ_EXAMPLES ?= 1000
+# make soak: minutes of load, and its options (benchmarks/soak.py --help).
+SOAK_MINUTES ?= 3
+SOAK_ARGS ?=
 
-.PHONY: help deps-system deps-chromium demo test lint bench bench-locust reliability proto mxnet clean
+.PHONY: help deps-system deps-chromium demo test lint bench bench-locust reliability soak proto mxnet clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -127,10 +132,17 @@ bench-locust: $(STAMP) ## load-test gRPC Predict and POST /api/predict with locu
 	exit $$status
 
 # The full kill-point matrix (make test runs a sample of it), then RELIABILITY.md from its results.
-reliability: $(STAMP) deps-system ## SIGKILL at every kill point, restart, check (~10 min); rewrite RELIABILITY.md
+reliability: $(STAMP) deps-system ## SIGKILL at every kill point and restart (~9 min), fuzz every input (~4 min); rewrite RELIABILITY.md
 	EDGESIM_KILL_MATRIX=all EDGESIM_KILL_RESULTS=benchmarks/results/kill_points.json \
-		$(BIN)/python -m pytest -q -p no:cacheprovider tests/reliability
+		EDGESIM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) EDGESIM_FUZZ_RESULTS=benchmarks/results/fuzz.json \
+		$(BIN)/python -m pytest -q -p no:cacheprovider -W ignore::UserWarning tests/reliability
 	$(BIN)/python -m benchmarks.reliability_report --write RELIABILITY.md
+
+# Bounded: the load stops after SOAK_MINUTES, every wait has a timeout; RELIABILITY.md is rewritten
+# even when a check failed, and make then fails with the soak's status.
+soak: $(STAMP) deps-system ## Predict load + upgrades + broker restarts for SOAK_MINUTES (3); leak checks; rewrite RELIABILITY.md
+	@status=0; $(BIN)/python -m benchmarks.soak --minutes $(SOAK_MINUTES) $(SOAK_ARGS) || status=$$?; \
+	$(BIN)/python -m benchmarks.reliability_report --write RELIABILITY.md; exit $$status
 
 proto: $(STAMP) ## regenerate the gRPC stubs from system/proto/agent.proto
 	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. system/proto/agent.proto

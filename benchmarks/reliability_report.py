@@ -1,10 +1,10 @@
 """RELIABILITY.md: the figures of issue 9's promises, from what the reliability runs wrote.
 
 It measures nothing itself. `make reliability` first runs tests/reliability with every kill point
-(EDGESIM_KILL_MATRIX=all), which writes `benchmarks/results/kill_points.json`; this script then writes
-RELIABILITY.md from it: the command, the machine, how many kill points were covered of how many, and
-each point with the state it leaves behind. A figure without a result says "not measured" and how to
-get it, never a number from an older run.
+(EDGESIM_KILL_MATRIX=all) and more fuzz examples, which write `benchmarks/results/kill_points.json`
+and `fuzz.json`; this script then writes RELIABILITY.md from them: the command, the machine, how many
+kill points were covered of how many, the fuzz counts, and each point with the state it leaves
+behind. A figure without a result says "not measured" and how to get it, never an older run's number.
 
     python -m benchmarks.reliability_report [--results DIR] [--write RELIABILITY.md]
 """
@@ -24,6 +24,8 @@ from system.killpoints import POINTS
 
 COMMAND = "make reliability"
 KILL_RESULTS = "kill_points.json"
+FUZZ_RESULTS = "fuzz.json"
+SOAK_RESULTS = "soak.json"
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -36,8 +38,27 @@ def _read(path: Path) -> dict[str, Any] | None:
     return loaded
 
 
-def render(kill: dict[str, Any] | None, machine: dict[str, Any]) -> str:
+def _soak_figure(soak: dict[str, Any] | None) -> str:
+    if soak is None:
+        return "not measured: run `make soak`"
+    verdict = (
+        "all checks passed"
+        if soak["passed"]
+        else "FAILED: " + ", ".join(k for k, ok in soak["checks"].items() if not ok)
+    )
+    return (
+        f"{soak['minutes']} min, {soak['predicts']} Predicts ({len(soak['failed'])} failed), "
+        f"{len(soak['upgrades'])} upgrades, {len(soak['disconnects'])} broker restarts, memory growth after "
+        f"warm-up {soak['rss_growth_mb']['agent']} MB (agent) / {soak['rss_growth_mb']['device']} MB (app): {verdict}"
+    )
+
+
+def render(
+    kill: dict[str, Any] | None, fuzz: dict[str, Any] | None, soak: dict[str, Any] | None, machine: dict[str, Any]
+) -> str:
     covered = set(kill["covered"]) if kill else set()
+    per_input = fuzz["per_input"] if fuzz else {}
+    inputs = ", ".join(f"{name} {count}" for name, count in per_input.items() if name != "archives refused")
     lines = [
         "# Reliability",
         "",
@@ -54,9 +75,20 @@ def render(kill: dict[str, Any] | None, machine: dict[str, Any]) -> str:
                     f"{len(covered)} of {len(POINTS)}" if kill else f"not measured: run `{COMMAND}`",
                 ],
                 ["kill-point run time", f"{kill['seconds']:.0f} s" if kill else "not measured"],
-                ["fuzz examples run", "not measured yet (issue 9)"],
-                ["malicious archives refused", "not measured yet (issue 9)"],
-                ["soak minutes, memory growth, leaks", "not measured yet (issue 9: `make soak`)"],
+                [
+                    "fuzz examples run (hypothesis; no crash, no hang, only documented errors)",
+                    f"{fuzz['examples']}: {inputs}" if fuzz else f"not measured: run `{COMMAND}`",
+                ],
+                [
+                    "generated archives refused (traversal, links out or to links, devices, sizes, corrupt)",
+                    f"{per_input.get('archives refused', 0)} of {per_input.get('archives', 0)}, none wrote outside"
+                    if fuzz
+                    else "not measured",
+                ],
+                [
+                    "soak (Predict load, upgrades, broker restarts; memory, threads, descriptors, shared memory)",
+                    _soak_figure(soak),
+                ],
                 ["authorization denials", "not measured yet (issue 9)"],
             ],
         ),
@@ -81,7 +113,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--results", default="benchmarks/results", help="where the reliability runs wrote")
     parser.add_argument("--write", default="RELIABILITY.md", help="the file to write")
     args = parser.parse_args(argv)
-    text = render(_read(Path(args.results) / KILL_RESULTS), machine_description())
+    results = Path(args.results)
+    text = render(
+        _read(results / KILL_RESULTS),
+        _read(results / FUZZ_RESULTS),
+        _read(results / SOAK_RESULTS),
+        machine_description(),
+    )
     Path(args.write).write_text(text)
     print(f"reliability_report: wrote {args.write}")
     return 0

@@ -32,12 +32,16 @@ def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def load_public_key(path: Path) -> Ed25519PublicKey:
-    """An Ed25519 public key from a PEM file, or a file holding the raw 32 bytes base64-encoded."""
+def _read_key(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read the package signing key {path}: {exc}") from exc
+
+
+def load_public_key(path: Path) -> Ed25519PublicKey:
+    """An Ed25519 public key from a PEM file, or a file holding the raw 32 bytes base64-encoded."""
+    data = _read_key(path)
     try:
         if b"BEGIN" in data:
             key = serialization.load_pem_public_key(data)
@@ -69,11 +73,7 @@ def public_key_pem(key: Ed25519PrivateKey) -> bytes:
 def load_private_key(path: Path) -> Ed25519PrivateKey:
     """The Ed25519 private key of a PEM file (PKCS#8, unencrypted), as `edgesim provision` writes it."""
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the package signing key {path}: {exc}") from exc
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
+        key = serialization.load_pem_private_key(_read_key(path), password=None)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{path} is not an unencrypted PEM private key: {exc}") from exc
     if not isinstance(key, Ed25519PrivateKey):

@@ -13,7 +13,8 @@ def test_without_results_every_figure_says_not_measured(tmp_path: Path) -> None:
     out = tmp_path / "RELIABILITY.md"
     assert main(["--results", str(tmp_path), "--write", str(out)]) == 0
     text = out.read_text()
-    assert "not measured: run `make reliability`" in text
+    assert text.count("not measured: run `make reliability`") == 2  # kill points and fuzzing
+    assert "not measured: run `make soak`" in text
     assert text.count("| no |") == len(POINTS)
 
 
@@ -25,3 +26,12 @@ def test_the_kill_point_figure_comes_from_the_results(tmp_path: Path) -> None:
     text = out.read_text()
     assert f"| 3 of {len(POINTS)} |" in text and "| 42 s |" in text
     assert text.count("| yes |") == 3
+
+
+def test_the_fuzz_figures_come_from_the_results(tmp_path: Path) -> None:
+    counts = {"job documents": 5, "archives": 7, "archives refused": 6}
+    (tmp_path / "fuzz.json").write_text(json.dumps({"examples": 12, "per_input": counts}))
+    out = tmp_path / "RELIABILITY.md"
+    main(["--results", str(tmp_path), "--write", str(out)])
+    text = out.read_text()
+    assert "| 12: job documents 5, archives 7 |" in text and "| 6 of 7, none wrote outside |" in text
