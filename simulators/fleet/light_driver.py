@@ -170,7 +170,12 @@ class LightOtaDriver:
         if not isinstance(execution, dict):
             self._idle()
             return
-        offer = JobOffer.from_execution(execution)
+        try:
+            offer = JobOffer.from_execution(execution)
+        except JobsError as exc:  # as the device's own driver: wait for the next wake-up
+            _log.error("start-next answered an unreadable execution", extra={"fields": {"error": str(exc)}})
+            self._idle()
+            return
         key = (offer.job_id, offer.execution_number)
         finished = self.journal.find_finished(*key)
         if finished is not None:  # delivered again: handled once, its outcome sent again

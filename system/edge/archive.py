@@ -2,10 +2,11 @@
 
 The seed called `tarfile.extractall` on whatever S3 returned, with no path filter, straight into
 the live model folder (seed-behaviours.md section 2). Here every member is checked before a byte is
-written: no absolute path, no `..`, no device or FIFO, links only to members inside the package,
-at most `max_files` members and `max_bytes` declared bytes. Extraction goes to a fresh folder
-beside `dest` and is renamed into place only when complete, so a failure or a crash never leaves
-a half-extracted package where a loadable one is expected.
+written: no absolute path, no `..`, no device or FIFO, links only to files inside the package,
+at most `max_files` members and `max_bytes` declared bytes (checked header by header, so a
+compression bomb is refused at its first oversized header, not after decompressing it).
+Extraction goes to a fresh folder beside `dest` and is renamed into place only when complete, so a
+failure or a crash never leaves a half-extracted package where a loadable one is expected.
 """
 
 from __future__ import annotations
@@ -67,6 +68,26 @@ def _normalise(path: PurePosixPath) -> PurePosixPath:
     return PurePosixPath(*parts)
 
 
+def _members_within(tar: tarfile.TarFile, name: str, limits: ExtractionLimits) -> list[tarfile.TarInfo]:
+    """The members, read header by header, refused the moment the count or declared size is over.
+
+    Reaching the next header means reading (and, compressed, decompressing) the data before it, so a
+    check after `getmembers()` would come too late: a gzip bomb, one member declaring terabytes of
+    zeros, would be decompressed in full first. Here the oversized header stops the reading.
+    """
+    members: list[tarfile.TarInfo] = []
+    declared = 0
+    while (member := tar.next()) is not None:
+        members.append(member)
+        if len(members) > limits.max_files:
+            raise ArchiveError(f"{name}: more than the {limits.max_files} members allowed")
+        if member.isfile():
+            declared += member.size
+            if declared > limits.max_bytes:
+                raise ArchiveError(f"{name}: {declared} bytes declared, more than the {limits.max_bytes} allowed")
+    return members
+
+
 def extract_package(archive: Path, dest: Path, limits: ExtractionLimits | None = None) -> Path:
     """Extract `archive` into `dest` (which must not exist yet); returns `dest`."""
     limits = limits or ExtractionLimits()
@@ -75,14 +96,7 @@ def extract_package(archive: Path, dest: Path, limits: ExtractionLimits | None =
     staging = dest.with_name(f".{dest.name}.extracting-{uuid.uuid4().hex[:8]}")
     try:
         with tarfile.open(archive, mode="r:*") as tar:
-            members = tar.getmembers()
-            if len(members) > limits.max_files:
-                raise ArchiveError(f"{archive.name}: {len(members)} members, more than the {limits.max_files} allowed")
-            declared = sum(m.size for m in members if m.isfile())
-            if declared > limits.max_bytes:
-                raise ArchiveError(
-                    f"{archive.name}: {declared} bytes declared, more than the {limits.max_bytes} allowed"
-                )
+            members = _members_within(tar, archive.name, limits)
             names = {_normalise(PurePosixPath(m.name)).as_posix(): m for m in members}
             for member in members:
                 _check_member(member, names)

@@ -149,7 +149,11 @@ class OtaDriver:
             )
             if execution is None:
                 return
-            offer = JobOffer.from_execution(execution)
+            try:
+                offer = JobOffer.from_execution(execution)
+            except JobsError as exc:  # the cloud's bug, not a transient: wait for the next notification or poll
+                _log.error("start-next answered an unreadable execution", extra={"fields": {"error": str(exc)}})
+                return
             key = (offer.job_id, offer.execution_number)
             if key in seen:  # our final report did not take; leave it to the next wake-up
                 _log.warning("start-next keeps returning a finished job", extra={"fields": {"job_id": offer.job_id}})

@@ -23,6 +23,7 @@ from typing import Any
 
 from system.edge.job_document import JobDocumentError, ModelUpdate, parse_job_document
 from system.edge.versions import Version
+from system.errors import JobsError
 
 
 class Step(enum.StrEnum):
@@ -90,10 +91,17 @@ class JobOffer:
 
     @classmethod
     def from_execution(cls, execution: Mapping[str, Any]) -> JobOffer:
+        """The offer in a JobExecution payload; JobsError(code="InvalidExecution") when it cannot be read."""
         document = execution.get("jobDocument")
+        job_id, number = execution.get("jobId"), execution.get("executionNumber", 1)
+        if not isinstance(job_id, str) or not job_id or isinstance(number, bool) or not isinstance(number, int):
+            raise JobsError(
+                f"an execution without a usable jobId and executionNumber: {str(dict(execution))[:200]}",
+                code="InvalidExecution",
+            )
         return cls(
-            job_id=str(execution["jobId"]),
-            execution_number=int(execution.get("executionNumber", 1)),
+            job_id=job_id,
+            execution_number=number,
             status=str(execution.get("status", "QUEUED")),
             document=document if isinstance(document, Mapping) else {},
         )

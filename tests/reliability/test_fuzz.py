@@ -125,6 +125,72 @@ def test_a_manifest_is_a_manifest_or_a_value_error(raw: Any) -> None:
         assert str(exc)
 
 
+class AnsweringBus:
+    """A MessageBus fake for the device's jobs client: each request is answered at once with `reply`
+    (its payload gets the request's clientToken unless `keep_token` is off), on `reply_topic`."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, Any] = {}
+        self.reply: dict[str, Any] | bytes = {}
+        self.reply_suffix = "accepted"
+        self.keep_token = True
+
+    def subscribe(self, topic_filter: str, handler: Any, qos: int = 1) -> Any:
+        self.handlers[topic_filter] = handler
+        return type("Cancel", (), {"cancel": lambda _self: None})()
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
+        from system.ports import Message
+
+        token = json.loads(payload)["clientToken"]
+        body = (
+            self.reply
+            if isinstance(self.reply, bytes)
+            else json.dumps({**self.reply, **({"clientToken": token} if self.keep_token else {})}).encode()
+        )
+        reply_topic = f"{topic}/{self.reply_suffix}"
+        handler = self.handlers.get(reply_topic)
+        if handler is not None:
+            handler(Message(reply_topic, body, 1, False))
+
+
+@FUZZ
+@given(
+    reply=json_values.filter(lambda v: isinstance(v, dict)) | st.binary(max_size=40)
+    | _near({"execution": {"jobId": "j-1", "executionNumber": 1, "status": "IN_PROGRESS",
+                           "jobDocument": VALID_DOCUMENT}, "code": "InvalidRequest", "message": "m"}),
+    suffix=st.sampled_from(["accepted", "rejected"]),
+    keep_token=st.booleans(),
+    notification=st.binary(max_size=40) | json_values.map(lambda v: json.dumps(v).encode()),
+)  # fmt: skip
+def test_the_device_takes_any_jobs_payload_as_a_result_or_a_jobs_error(
+    reply: Any, suffix: str, keep_token: bool, notification: bytes
+) -> None:
+    from system.edge.jobs_client import IotJobsDeviceClient
+    from system.edge.ota_machine import JobOffer
+    from system.errors import JobsError
+    from system.ports import Message
+
+    COUNTS["jobs payloads (device)"] += 1
+    bus = AnsweringBus()
+    bus.reply, bus.reply_suffix, bus.keep_token = reply, suffix, keep_token
+    heard: list[Any] = []
+    client = IotJobsDeviceClient(bus, "press-7", timeout=0.05, on_notify_next=heard.append, on_notify=heard.append)  # type: ignore[arg-type]
+    for topic in ("$aws/things/press-7/jobs/notify-next", "$aws/things/press-7/jobs/notify"):
+        bus.handlers[topic](Message(topic, notification, 1, False))  # never raises: bad payloads are dropped
+    assert all(isinstance(payload, dict) for payload in heard)
+    try:
+        execution = client.start_next()
+    except JobsError as exc:
+        assert exc.code  # Timeout (no usable reply) or the code the rejection carried
+        return
+    if execution is not None:
+        try:
+            JobOffer.from_execution(execution)
+        except JobsError as exc:
+            assert exc.code == "InvalidExecution"
+
+
 # -- archives ----------------------------------------------------------------------------------
 
 NAMES = st.sampled_from(

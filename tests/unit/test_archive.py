@@ -74,7 +74,7 @@ def test_links_inside_the_package_are_allowed(tmp_path: Path) -> None:
 
 def test_file_count_and_size_caps(tmp_path: Path) -> None:
     many = make_tar(tmp_path / "many.tar.gz", [file_member(f"f{i}") for i in range(6)])
-    with pytest.raises(ArchiveError, match="6 members"):
+    with pytest.raises(ArchiveError, match="more than the 5 members allowed"):
         extract_package(many, tmp_path / "a", ExtractionLimits(max_files=5))
     big = make_tar(tmp_path / "big.tar.gz", [file_member("blob", b"\0" * 4096)])
     with pytest.raises(ArchiveError, match="4096 bytes declared"):
@@ -86,6 +86,18 @@ def test_a_compression_bomb_is_refused_by_its_declared_size(tmp_path: Path) -> N
     assert archive.stat().st_size < 64 * 1024  # tiny on disk, 8 MB inside
     with pytest.raises(ArchiveError, match="declared"):
         extract_package(archive, tmp_path / "out", ExtractionLimits(max_bytes=1024 * 1024))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_bomb_is_refused_at_its_header_without_decompressing_its_data(tmp_path: Path) -> None:
+    """A member declaring 1 TiB, its data cut short: reading past it would need the whole terabyte (or
+    hit the end of the stream); the header alone must be enough to refuse it."""
+    header = tarfile.TarInfo("zeros")
+    header.size = 1 << 40
+    archive = tmp_path / "bomb.tar.gz"
+    archive.write_bytes(gzip.compress(header.tobuf(format=tarfile.GNU_FORMAT) + b"\0" * (1 << 20)))
+    with pytest.raises(ArchiveError, match=f"{1 << 40} bytes declared"):
+        extract_package(archive, tmp_path / "out", ExtractionLimits(max_bytes=1 << 30))
     assert not (tmp_path / "out").exists()
 
 
