@@ -1,5 +1,6 @@
 """hypothesis: random shapes, dtypes and byte lengths sent to Predict only ever produce OK or
-INVALID_ARGUMENT, and the server stays up."""
+INVALID_ARGUMENT, random shared-memory handles INVALID_ARGUMENT, random CaptureData requests OK or a
+documented code, and the server stays up."""
 
 from __future__ import annotations
 
@@ -66,6 +67,77 @@ def test_random_predicts_end_ok_or_invalid_argument(fuzz_agent, model: str, requ
     else:
         assert len(response.tensors) == 1
         assert np.frombuffer(response.tensors[0].byte_data, np.float32).shape == (2,)
+
+
+# A random System V segment id attaches to nothing (or is refused read-only): never a crash.
+shm_handles = st.builds(
+    lambda size, offset, segment: pb.SharedMemoryHandle(size=size, offset=offset, segment_id=segment),
+    size=st.integers(min_value=0, max_value=2**64 - 1),
+    offset=st.integers(min_value=0, max_value=2**64 - 1),
+    segment=st.integers(min_value=0, max_value=2**64 - 1),
+)
+aux_data = st.builds(
+    lambda name, encoding, data, handle: (
+        pb.AuxilaryData(name=name, encoding=encoding, byte_data=data)
+        if handle is None
+        else pb.AuxilaryData(name=name, encoding=encoding, shared_memory_handle=handle)
+    ),
+    name=st.text(max_size=12),
+    encoding=st.integers(min_value=-1, max_value=5),
+    data=st.binary(max_size=64),
+    handle=st.none() | shm_handles,
+)
+# What CaptureData may answer (seed-behaviours.md section 1); UNKNOWN or INTERNAL would be a crash.
+CAPTURE_CODES = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.ALREADY_EXISTS,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.FAILED_PRECONDITION,
+}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    model=st.sampled_from(["f32", "u8", "missing", ""]),
+    capture_id=st.text(max_size=40),
+    seconds=st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    nanos=st.integers(min_value=-(2**31), max_value=2**31 - 1),
+    inputs=st.lists(tensors, max_size=2),
+    outputs=st.lists(tensors, max_size=2),
+    shm_inputs=st.lists(shm_handles.map(lambda h: pb.Tensor(shared_memory_handle=h)), max_size=1),
+    aux=st.lists(aux_data, max_size=2),
+)
+def test_random_capture_data_ends_ok_or_a_documented_code(
+    fuzz_agent, model, capture_id, seconds, nanos, inputs, outputs, shm_inputs, aux
+) -> None:
+    _, stub = fuzz_agent
+    request = pb.CaptureDataRequest(
+        model_name=model,
+        capture_id=capture_id,
+        inference_timestamp=pb.Timestamp(seconds=seconds, nanos=nanos),
+        input_tensors=inputs + shm_inputs,
+        output_tensors=outputs,
+        inputs=aux,
+        outputs=aux[:1],
+    )
+    try:
+        stub.CaptureData(request, timeout=30)
+    except grpc.RpcError as exc:
+        assert exc.code() in CAPTURE_CODES, (exc.code(), exc.details())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(handle=shm_handles, with_meta=st.booleans())
+def test_a_predict_with_a_random_shared_memory_handle_is_invalid_argument(fuzz_agent, handle, with_meta) -> None:
+    _, stub = fuzz_agent
+    meta = pb.TensorMetadata(name=b"input_image", data_type=pb.FLOAT32, shape=[1, 32, 32, 3]) if with_meta else None
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.Predict(
+            pb.PredictRequest(name="f32", tensors=[pb.Tensor(tensor_metadata=meta, shared_memory_handle=handle)]),
+            timeout=30,
+        )
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, raised.value.details()
 
 
 def test_server_is_still_serving_after_the_fuzzing(fuzz_agent) -> None:
