@@ -5,12 +5,12 @@
   external one at `agent.target`.
 - `aws`: AWS IoT Core over mutual TLS with awsiotsdk (`mqtt.url` = `mqtts://<ats-endpoint>:8883`),
   S3 with boto3's default credentials.
+- `fake`: everything in-process, provided by `simulators/` through the `edgesim.device_profiles`
+  entry point (`system` never imports the fakes).
 
 On either real profile, `aws.credentials_endpoint` and `aws.role_alias` (what `edgesim provision`
 writes) make S3 use temporary keys from the AWS IoT credentials provider instead, obtained with the
 device certificate of `mqtt.tls` and refreshed before they expire (system/adapters/iot_credentials.py).
-- `fake`: everything in-process, provided by `simulators/` through the `edgesim.device_profiles`
-  entry point (`system` never imports the fakes).
 
 The synthetic camera source lives in `simulators/` too and is found through the
 `edgesim.image_sources` entry point.
