@@ -135,6 +135,7 @@ bench-locust: $(STAMP) ## load-test gRPC Predict and POST /api/predict with locu
 reliability: $(STAMP) deps-system ## SIGKILL at every kill point and restart (~9 min), fuzz every input (~4 min); rewrite RELIABILITY.md
 	EDGESIM_KILL_MATRIX=all EDGESIM_KILL_RESULTS=benchmarks/results/kill_points.json \
 		EDGESIM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) EDGESIM_FUZZ_RESULTS=benchmarks/results/fuzz.json \
+		EDGESIM_AUTH_RESULTS=benchmarks/results/authorization.json \
 		$(BIN)/python -m pytest -q -p no:cacheprovider -W ignore::UserWarning tests/reliability
 	$(BIN)/python -m benchmarks.reliability_report --write RELIABILITY.md
 

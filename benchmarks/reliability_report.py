@@ -26,6 +26,7 @@ COMMAND = "make reliability"
 KILL_RESULTS = "kill_points.json"
 FUZZ_RESULTS = "fuzz.json"
 SOAK_RESULTS = "soak.json"
+AUTH_RESULTS = "authorization.json"
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -53,8 +54,23 @@ def _soak_figure(soak: dict[str, Any] | None) -> str:
     )
 
 
+def _auth_figure(auth: dict[str, Any] | None) -> str:
+    if auth is None:
+        return f"not measured: run `{COMMAND}`"
+    refused = sum(v for k, v in auth.items() if k.startswith("refused"))
+    dropped = sum(v for k, v in auth.items() if k.startswith("dropped"))
+    return (
+        f"{auth['attempts']} attempts, none got through "
+        f"({refused} refused by the simulated broker, {dropped} dropped by Mosquitto's ACL)"
+    )
+
+
 def render(
-    kill: dict[str, Any] | None, fuzz: dict[str, Any] | None, soak: dict[str, Any] | None, machine: dict[str, Any]
+    kill: dict[str, Any] | None,
+    fuzz: dict[str, Any] | None,
+    soak: dict[str, Any] | None,
+    auth: dict[str, Any] | None,
+    machine: dict[str, Any],
 ) -> str:
     covered = set(kill["covered"]) if kill else set()
     per_input = fuzz["per_input"] if fuzz else {}
@@ -74,7 +90,7 @@ def render(
                     "kill points covered (SIGKILL of agent and app together, restart, checks)",
                     f"{len(covered)} of {len(POINTS)}" if kill else f"not measured: run `{COMMAND}`",
                 ],
-                ["kill-point run time", f"{kill['seconds']:.0f} s" if kill else "not measured"],
+                ["kill-point cases' run time", f"{kill['seconds']:.0f} s" if kill else "not measured"],
                 [
                     "fuzz examples run (hypothesis; no crash, no hang, only documented errors)",
                     f"{fuzz['examples']}: {inputs}" if fuzz else f"not measured: run `{COMMAND}`",
@@ -89,7 +105,7 @@ def render(
                     "soak (Predict load, upgrades, broker restarts; memory, threads, descriptors, shared memory)",
                     _soak_figure(soak),
                 ],
-                ["authorization denials", "not measured yet (issue 9)"],
+                ["cross-thing jobs topic attempts (subscribe, publish; 4 things on 3 brokers)", _auth_figure(auth)],
             ],
         ),
         "",
@@ -123,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _read(results / KILL_RESULTS),
         _read(results / FUZZ_RESULTS),
         _read(results / SOAK_RESULTS),
+        _read(results / AUTH_RESULTS),
         machine_description(),
     )
     Path(args.write).write_text(text)

@@ -13,7 +13,7 @@ def test_without_results_every_figure_says_not_measured(tmp_path: Path) -> None:
     out = tmp_path / "RELIABILITY.md"
     assert main(["--results", str(tmp_path), "--write", str(out)]) == 0
     text = out.read_text()
-    assert text.count("not measured: run `make reliability`") == 2  # kill points and fuzzing
+    assert text.count("not measured: run `make reliability`") == 3  # kill points, fuzzing, authorization
     assert "not measured: run `make soak`" in text
     assert text.count("| no |") == len(POINTS)
 

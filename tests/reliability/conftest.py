@@ -2,6 +2,6 @@
 
 from tests.edge_world import packages, world
 from tests.moto_fixtures import unique_name
-from tests.mqtt_fixtures import start_mosquitto
+from tests.mqtt_fixtures import mqtt_backend, start_mosquitto, tls_material
 
-__all__ = ["packages", "start_mosquitto", "unique_name", "world"]
+__all__ = ["mqtt_backend", "packages", "start_mosquitto", "tls_material", "unique_name", "world"]
