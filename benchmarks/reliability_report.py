@@ -78,7 +78,8 @@ def render(
     lines = [
         "# Reliability",
         "",
-        f"Written by `{COMMAND}` on {time.strftime('%Y-%m-%d')} (benchmarks/reliability_report.py; not by hand).",
+        f"Written by `{COMMAND}` and `make soak` on {time.strftime('%Y-%m-%d')} (benchmarks/reliability_report.py;"
+        " not by hand).",
         f"Machine: {summary_line(machine)}.",
         "",
         "## Figures",
