@@ -132,7 +132,7 @@ bench-locust: $(STAMP) ## load-test gRPC Predict and POST /api/predict with locu
 	exit $$status
 
 # The full kill-point matrix (make test runs a sample of it), then RELIABILITY.md from its results.
-reliability: $(STAMP) deps-system ## SIGKILL at every kill point and restart (~9 min), fuzz every input (~4 min); rewrite RELIABILITY.md
+reliability: $(STAMP) deps-system ## SIGKILL at every kill point and restart, fuzz every input, count authorization (~11 min); rewrite RELIABILITY.md
 	EDGESIM_KILL_MATRIX=all EDGESIM_KILL_RESULTS=benchmarks/results/kill_points.json \
 		EDGESIM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) EDGESIM_FUZZ_RESULTS=benchmarks/results/fuzz.json \
 		EDGESIM_AUTH_RESULTS=benchmarks/results/authorization.json \
