@@ -36,7 +36,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -252,7 +252,7 @@ class AwsIotMessageBus:
         if started:
             try:
                 self._connection.disconnect().result(self.operation_timeout)
-            except (*_CRT_ERRORS, TimeoutError) as error:  # closing goes on: report it, nothing to retry
+            except (*_CRT_ERRORS, TimeoutError, CancelledError) as error:  # closing goes on: report it, no retry
                 log.warning("%s: DISCONNECT failed: %s", self._client_id, error)
         self._dispatcher.stop(self.operation_timeout)
 

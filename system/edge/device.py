@@ -213,14 +213,18 @@ class DeviceApp:
         self.driver.stop()
         self.reporter.stop()
         logging.getLogger("system").removeHandler(self._log_handler)
-        self.telemetry.close()
-        self.jobs_client.close()
-        self.backends.bus.close()
+        # One part failing to stop must not keep the others running, nor turn a clean stop into a crash.
+        for closer in (self.telemetry.close, self.jobs_client.close, self.backends.bus.close):
+            self._close(closer)
         for closer in reversed(self.backends.closers):
-            try:
-                closer()
-            except Exception:  # noqa: BLE001 - one backend failing to stop must not keep the others running
-                _log.exception("error while stopping a device backend")
+            self._close(closer)
+
+    @staticmethod
+    def _close(closer: Callable[[], object]) -> None:
+        try:
+            closer()
+        except Exception:  # noqa: BLE001 - logged with its traceback; the stop goes on
+            _log.exception("error while stopping a device part")
 
     def __enter__(self) -> DeviceApp:
         return self.start()

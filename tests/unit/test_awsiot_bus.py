@@ -209,6 +209,14 @@ def test_a_failed_disconnect_on_close_is_logged_not_raised(make_bus: Any, caplog
     assert "DISCONNECT failed" in caplog.text and not bus.connected
 
 
+def test_a_cancelled_disconnect_on_close_is_logged_not_raised(make_bus: Any, caplog: pytest.LogCaptureFixture) -> None:
+    bus, stub = make_bus()
+    stub.disconnected = Future()
+    stub.disconnected.cancel()  # awscrt tearing the connection down under the DISCONNECT
+    bus.close()
+    assert "DISCONNECT failed" in caplog.text and not bus.connected
+
+
 def test_aws_topics_reach_only_handlers_whose_filter_matches_by_the_mqtt_rules(make_bus: Any) -> None:
     """awscrt's own dispatch gives `$aws/...` to a `#` callback too; MQTT-3.1.1 4.7.2 says it must not."""
     bus, stub = make_bus()
