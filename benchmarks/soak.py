@@ -1,9 +1,10 @@
 """Soak: a device under steady Predict load for minutes while it is upgraded again and again and its
 broker drops every connection at random, then the checks a long-running device must pass.
 
-What runs (all on loopback): a Mosquitto of its own, the local cloud (moto server, the IoT Jobs data
-plane), an Edge Agent process and an edge app process (`edgesim agent serve`, `edgesim device run
---profile local`) as on a device. For `--minutes`:
+What runs (all on loopback): the local cloud (moto server, the IoT Jobs data plane, its own
+Mosquitto with mutual TLS and the per-thing ACL, the device on the thing's certificate), an Edge
+Agent process and an edge app process (`edgesim agent serve`, `edgesim device run --profile local`)
+as on a device. For `--minutes`:
 
 - load: `POST /api/predict` with a camera image at `--rate` requests a second (the device's own path:
   its roster, its agent client, the swap retry); every failure is recorded with its time and reason;
@@ -125,10 +126,12 @@ class Load(threading.Thread):
 
 def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     rng = random.Random(args.seed)
-    broker = MosquittoProcess(folder / "mosquitto").start()
     agent = AgentProcess(folder / "a")
     (folder / "a").mkdir()
-    with SimulatedCloud("local", mqtt_url=broker.url, project=f"soak-{os.getpid()}") as cloud:
+    # The local profile's own broker: Mosquitto with mutual TLS and the per-thing ACL.
+    with SimulatedCloud("local", project=f"soak-{os.getpid()}", broker_folder=folder / "broker") as cloud:
+        broker = cloud.mosquitto
+        assert broker is not None
         world = World(cloud, PackageCache(folder / "packages"), folder, "local")
         agent.start()
         agent.wait_ready()
@@ -138,7 +141,7 @@ def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         config.write_text(json.dumps({
             "thing_name": world.thing, "root": str(folder / "device"),
             "agent": {"target": agent.target, "check_interval": 1.0},
-            "mqtt": {"url": broker.url}, "object_store": {"endpoint_url": cloud.endpoint_url},
+            "mqtt": cloud.device_mqtt_config(world.thing), "object_store": {"endpoint_url": cloud.endpoint_url},
             "inference": {"source": {"type": "folder", "path": str(images)}, "rate_hz": 5},
             "telemetry": {"flush_interval": 1.0}, "web": {"port": 0},
         }))  # fmt: skip
@@ -148,7 +151,6 @@ def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         finally:
             device.stop()
             agent.stop()
-            broker.stop()
 
 
 def _soak(

@@ -64,5 +64,10 @@ def add_command(commands: Any) -> None:
         help="fleet size for the fleet scenarios (light devices; default: the scenario's own, e.g. 1000)",
     )
     run.add_argument("--out", default="out/scenarios", help="report folder (default out/scenarios)")
-    run.add_argument("--mqtt-url", help="the broker of the local profile (default mqtt://127.0.0.1:1883)")
+    run.add_argument(
+        "--mqtt-url",
+        metavar="URL",
+        help="local profile: a plain mqtt://HOST:PORT broker of yours, for debugging with mosquitto_sub "
+        "(default: a Mosquitto of its own on a free port, mutual TLS, per-thing ACL)",
+    )
     run.set_defaults(handler=_run)

@@ -1,10 +1,11 @@
 """Find and run scenarios: each is a module of this package with `NAME`, a docstring and `run(h)`.
 
-A run builds the profile's world (a simulated cloud and its seeded thing; on `local`, Mosquitto at
-`mqtt_url` and the moto server), calls `run(h)` with a `Harness`, stops everything, and writes the
-report (JSON and Markdown) to `out`. Every scenario declares the profiles it supports in `PROFILES`;
-others are refused by name, before anything starts. A scenario with `VIRTUAL_CLOCK = True` (the fleet
-ones) gets a cloud on a `VirtualClock` on the fake profile; on `local` time is the wall's.
+A run builds the profile's world (a simulated cloud and its seeded thing; on `local`, the moto
+server and a TLS Mosquitto of the cloud's own, or a plain broker at `mqtt_url`), calls `run(h)` with
+a `Harness`, stops everything, and writes the report (JSON and Markdown) to `out`. Every scenario
+declares the profiles it supports in `PROFILES`; others are refused by name, before anything starts.
+A scenario with `VIRTUAL_CLOCK = True` (the fleet ones) gets a cloud on a `VirtualClock` on the fake
+profile; on `local` time is the wall's.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any, TextIO
 
 import scenarios
 from simulators.clock import VirtualClock
-from simulators.cloud import SimulatedCloud
+from simulators.cloud import BrokerAddress, SimulatedCloud
 from simulators.harness.harness import Harness
 from simulators.harness.report import ScenarioReport
 from simulators.harness.world import PackageCache, World
@@ -87,10 +88,18 @@ def run_scenario(
         # Fleet scenarios: the broker, the jobs plane and every light device on one simulated clock,
         # so an hour-long rollout runs in seconds and the same seed gives the same run.
         options["clock"] = VirtualClock()
+    if mqtt_url is not None and profile != "local":
+        raise ConfigError("mqtt_url (--mqtt-url) is for the local profile")
+    if mqtt_url is not None and BrokerAddress.parse(mqtt_url).tls:
+        raise ConfigError(
+            "--mqtt-url takes a plain broker of yours (debugging); without it the scenario runs its own "
+            "Mosquitto with mutual TLS"
+        )
     if profile == "local":
-        options["mqtt_url"] = mqtt_url or "mqtt://127.0.0.1:1883"
-        # moto server state outlives a run in this process (and the broker is shared): a project of
-        # its own keeps an earlier run's jobs and objects away. The fake profile starts from empty.
+        # Without mqtt_url the cloud starts a TLS Mosquitto of its own (per-thing certificates and ACL).
+        options["mqtt_url"] = mqtt_url
+        # moto server state outlives a run in this process (and a given broker may be shared): a
+        # project of its own keeps an earlier run's jobs and objects away. fake starts from empty.
         options["project"] = f"sc-{seed}-{uuid.uuid4().hex[:6]}"
     stream.write(f"scenario {name} ({profile}, seed {seed}): {scenario.summary}\n")
     with tempfile.TemporaryDirectory(prefix="es-") as short:

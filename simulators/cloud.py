@@ -10,9 +10,11 @@ What each profile builds:
 - `fake`: moto in-process (`mock_aws`) for S3, the IoT control plane and SageMaker; the in-process
   `SimulatedBroker` (devices are `InMemoryMessageBus` clients whose identity is their thing); the
   jobs data plane as a service of that broker (`BrokerJobsFrontend`).
-- `local`: the moto server on 127.0.0.1 (`moto_port`, 0 = a free port); the broker at `mqtt_url`
-  (default: Mosquitto on mqtt://127.0.0.1:1883) through `PahoMessageBus`; the jobs data plane as
-  a client of that broker (`BusJobsFrontend`, identity `cloud`).
+- `local`: the moto server on 127.0.0.1 (`moto_port`, 0 = a free port); a broker of its own (a
+  Mosquitto on a free loopback port, mutual TLS, the per-thing ACL of `simulators.mosquitto`, a
+  fresh local CA that issues the plane's and each thing's certificate; its files in `broker_folder`
+  or a temporary folder), or the broker at `mqtt_url` when given; clients are `PahoMessageBus`es;
+  the jobs data plane is a client of that broker (`BusJobsFrontend`, identity `cloud`).
 
 The broker can be chosen apart from moto (`mqtt="local"` with the fake profile, or
 `EDGESIM_MQTT_BACKEND=local` through `from_settings`): moto in-process with a real Mosquitto.
@@ -22,26 +24,33 @@ Both add a `MotoJobsBridge` between moto and the plane, and the project's seed r
 Limits: moto's state is global to the process (see `MotoEnvironment`): run one cloud at a time in a
 process, and know that starting or stopping a `fake` cloud clears every moto backend. On `local`,
 the plane is an ordinary client of the broker, so its replies reach every subscriber of the reply
-topic, not only the requester (DESIGN.md section 3.2); it needs read and write rights on
+topic the ACL lets read it (on the cloud's own broker: the requesting thing and the plane; on a
+plain broker: everyone; DESIGN.md section 3.2); it needs read and write rights on
 `$aws/things/+/jobs/#` (over mutual TLS its certificate's CN is `cloud`). The seeded IoT
 certificate is signed by moto's CA, not by a TLS broker's: devices on a TLS Mosquitto use
-certificates from `tls` (a `TlsMaterial` issues one per thing).
+certificates from `tls` (a `TlsMaterial` issues one per thing; `device_mqtt_config` writes the
+`mqtt` section of a device config with them). A plain `mqtt://` broker is only used when asked for
+by `mqtt_url`; devices then need `mqtt.allow_plaintext`.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from simulators.broker import InMemoryMessageBus, Policy, SimulatedBroker, ThingPolicy
-from simulators.certificates import TlsMaterial
+from simulators.certificates import TlsMaterial, create_tls_material
 from simulators.iot_jobs.dataplane import JobsDataPlane
 from simulators.iot_jobs.frontends import BrokerJobsFrontend, BusJobsFrontend
 from simulators.iot_jobs.moto_bridge import MotoJobsBridge
 from simulators.iot_jobs.records import StateChange
+from simulators.mosquitto import PRIVILEGED_IDENTITY, THING_ACL, MosquittoProcess
 from simulators.moto_env import MotoEnvironment
 from simulators.moto_seed import SeededProject
 from system.adapters.iot_jobs_control import IotJobsControl
@@ -56,7 +65,7 @@ from system.ports import Clock, MessageBus
 
 PROFILES = ("fake", "local")
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
-JOBS_IDENTITY = "cloud"  # the data plane's MQTT identity (a privileged one)
+JOBS_IDENTITY = PRIVILEGED_IDENTITY  # the data plane's MQTT identity (the ACL's privileged one)
 T = TypeVar("T")
 
 
@@ -93,10 +102,12 @@ class SimulatedCloud:
     """The fake cloud of one profile: moto, a broker, the jobs data plane, seeded resources.
 
     `clock` drives the plane's timers and, on `fake`, the broker (a `VirtualClock` makes both
-    deterministic: nothing moves until it is advanced). `tls` (local only, for an `mqtts://` broker)
-    is a `TlsMaterial` (it issues the plane's and each device's certificate) or the plane's own
-    `TlsFiles` (devices then pass theirs to `device_bus`). `policy` is the simulated broker's
-    authorization (default: devices stay under their own `$aws/things/<thing>/`).
+    deterministic: nothing moves until it is advanced). On `local` without `mqtt_url` it starts its
+    own TLS Mosquitto (`mosquitto`, files in `broker_folder`, default a temporary folder removed at
+    stop); with `mqtt_url`, `tls` (for an `mqtts://` broker) is a `TlsMaterial` (it issues the
+    plane's and each device's certificate) or the plane's own `TlsFiles` (devices then pass theirs to
+    `device_bus`). `policy` is the simulated broker's authorization (default: devices stay under
+    their own `$aws/things/<thing>/` and `edgesim/<thing>/`).
     """
 
     def __init__(
@@ -112,6 +123,7 @@ class SimulatedCloud:
         poll_interval: float = 0.2,
         policy: Policy | None = None,
         mqtt: str | None = None,
+        broker_folder: Path | None = None,
     ) -> None:
         """`profile` picks moto's mode; `mqtt` (default: the profile) picks the broker on its own:
         "fake" the in-process SimulatedBroker, "local" a real broker at `mqtt_url`."""
@@ -119,14 +131,22 @@ class SimulatedCloud:
         for name, value in (("profile", profile), ("mqtt", mqtt)):
             if value not in PROFILES:
                 raise ConfigError(f"a simulated cloud's {name} is one of {', '.join(PROFILES)}, not {value!r}")
-        if mqtt == "fake" and (mqtt_url is not None or tls is not None):
-            raise ConfigError("the fake broker is in-process: mqtt_url and tls are for a local (real) broker")
+        if mqtt == "fake" and (mqtt_url is not None or tls is not None or broker_folder is not None):
+            raise ConfigError("the fake broker is in-process: mqtt_url, tls and broker_folder are for a local broker")
+        if mqtt_url is None and tls is not None:
+            raise ConfigError("tls is for the broker at mqtt_url: without one the cloud makes its own PKI")
+        if mqtt_url is not None and broker_folder is not None:
+            raise ConfigError("broker_folder is for the cloud's own broker: not with mqtt_url")
         self.profile = profile
         self.mqtt = mqtt
-        self.address = BrokerAddress.parse(mqtt_url or DEFAULT_MQTT_URL) if mqtt == "local" else None
+        self.address = BrokerAddress.parse(mqtt_url) if mqtt == "local" and mqtt_url is not None else None
         if self.address is not None and self.address.tls != (tls is not None):
             raise ConfigError("an mqtts:// broker needs tls, and tls needs an mqtts:// broker")
         self.tls = tls
+        self.owns_broker = mqtt == "local" and mqtt_url is None
+        self.broker_folder = broker_folder
+        self.mosquitto: MosquittoProcess | None = None  # the cloud's own broker, while it runs
+        self._temporary_folder: Path | None = None
         self.project_name = project
         self.region = region
         self.moto_port = moto_port
@@ -183,6 +203,8 @@ class SimulatedCloud:
         return BrokerJobsFrontend(self.broker, self._clock, **options)
 
     def _start_local(self, options: dict[str, Any]) -> BusJobsFrontend:
+        if self.owns_broker:
+            self._start_own_broker()
         assert self.address is not None
         tls = self.tls.client(JOBS_IDENTITY) if isinstance(self.tls, TlsMaterial) else self.tls
         client_id = f"edgesim-jobs-{self.project_name}-{uuid.uuid4().hex[:8]}"
@@ -190,6 +212,22 @@ class SimulatedCloud:
         frontend = BusJobsFrontend(self._jobs_bus, self._clock, **options)  # subscribes before connecting
         self._jobs_bus.connect()
         return frontend
+
+    def _start_own_broker(self) -> None:
+        """A Mosquitto on a free loopback port: mutual TLS (a fresh CA), the per-thing ACL."""
+        folder = self.broker_folder
+        if folder is None:
+            folder = self._temporary_folder = Path(tempfile.mkdtemp(prefix="edgesim-broker-"))
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o700)  # the CA key lives here
+        material = create_tls_material(folder / "pki")
+        self.mosquitto = MosquittoProcess(folder / "mosquitto", tls=material, acl=THING_ACL)
+        try:
+            self.mosquitto.start()
+        except EdgesimError as exc:
+            raise ConfigError(f"{exc} (or give the cloud a broker: mqtt_url / --mqtt-url)") from exc
+        self.tls = material
+        self.address = BrokerAddress.parse(self.mosquitto.url)
 
     def stop(self) -> None:
         """Close the buses it made, then the bridge, the plane, the broker and moto. Idempotent."""
@@ -208,6 +246,13 @@ class SimulatedCloud:
         if self.broker is not None:
             self.broker.close()
             self.broker = None
+        if self.mosquitto is not None:
+            self.mosquitto.stop()
+            self.mosquitto = None
+            self.address, self.tls = None, None
+        if self._temporary_folder is not None:
+            shutil.rmtree(self._temporary_folder, ignore_errors=True)
+            self._temporary_folder = None
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
@@ -258,8 +303,26 @@ class SimulatedCloud:
 
     @property
     def mqtt_url(self) -> str | None:
-        """The broker's URL on `local`; None on `fake` (the simulated broker has no listener)."""
+        """The broker's URL on `local` (the cloud's own broker: once started); None on `fake`."""
         return self.address.url if self.address is not None else None
+
+    def device_mqtt_config(self, thing: str) -> dict[str, Any]:
+        """The `mqtt` section of an `edgesim device run` config for `thing` on this cloud's broker.
+
+        Over TLS: the broker URL and the thing's certificate from the cloud's `TlsMaterial`. On a
+        plain broker (only when `mqtt_url` asked for one): the URL and `allow_plaintext`, without
+        which the device refuses it.
+        """
+        if self.address is None:
+            raise SimulatedCloudError("the device config needs a real broker: a started local cloud")
+        if not self.address.tls:
+            return {"url": self.address.url, "allow_plaintext": True}
+        if not isinstance(self.tls, TlsMaterial):
+            raise ConfigError(f"this cloud holds no certificate for {thing}: the broker's PKI is not its own")
+        files = self.tls.client(thing)
+        assert files.cert is not None and files.key is not None  # TlsMaterial.client issues both
+        paths = {"ca": files.ca, "cert": files.cert, "key": files.key}
+        return {"url": self.address.url, "tls": {name: str(path.resolve()) for name, path in paths.items()}}
 
     # -- port factories ------------------------------------------------------------------------
 

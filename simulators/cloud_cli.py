@@ -1,9 +1,10 @@
 """`edgesim cloud up`: a local fake AWS cloud that clients outside this process can use.
 
-It starts the moto server (real HTTP on 127.0.0.1) and attaches the AWS IoT Jobs data plane to a
-real MQTT broker as a client, seeds the project's resources, prints the endpoints, the fake
-credentials, the seeded resources and example commands, writes the device certificate and a
-`cloud.json` summary to the state folder, and runs until Ctrl-C or SIGTERM.
+It starts the moto server (real HTTP on 127.0.0.1) and a Mosquitto of its own (mutual TLS, the
+per-thing ACL) or uses the broker it is given, attaches the AWS IoT Jobs data plane to the broker as
+a client, seeds the project's resources, prints the endpoints, the fake credentials, the seeded
+resources and example commands, writes the certificates, a device config and a `cloud.json` summary
+to the state folder, and runs until Ctrl-C or SIGTERM.
 
 Registered as a command of `edgesim` through the `edgesim.commands` entry point (pyproject.toml).
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from simulators.cloud import DEFAULT_MQTT_URL, JOBS_IDENTITY, BrokerAddress, SimulatedCloud
+from simulators.cloud import JOBS_IDENTITY, BrokerAddress, SimulatedCloud
 from simulators.moto_env import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY
 from simulators.moto_seed import SeededProject
 from system.adapters.tls import TlsFiles
@@ -38,25 +39,35 @@ printed endpoint, a device or the AWS IoT Device SDK samples on the MQTT broker.
 What runs, in this process, until Ctrl-C or SIGTERM (then it stops cleanly, exit code 0):
   - the moto server (S3, IoT control plane, SageMaker model registry) on 127.0.0.1, over plain
     HTTP, on --moto-port (default: a free port); any non-empty credentials work (it prints some);
+  - without --broker, a Mosquitto of its own on a free 127.0.0.1 port (the `mosquitto` binary must
+    be installed): mutual TLS only (a client without a certificate of the local CA is refused), and
+    a per-thing ACL (the certificate's CN is the thing: it reads and writes its own
+    $aws/things/<thing>/... and edgesim/<thing>/... topics, nothing else); a fresh local CA in
+    DIR/broker/pki issues the data plane's certificate and the seeded thing's;
   - the AWS IoT Jobs data plane ($aws/things/<thing>/jobs/...), attached as an MQTT client
-    (identity "{JOBS_IDENTITY}") to the broker given by --broker; jobs created through the moto endpoint
-    reach devices within a second (the bridge polls moto every 0.2 s), and what devices report
-    shows in describe-job-execution, list-job-executions-for-job and describe-job;
+    (identity "{JOBS_IDENTITY}") to that broker; jobs created through the moto endpoint reach devices
+    within a second (the bridge polls moto every 0.2 s), and what devices report shows in
+    describe-job-execution, list-job-executions-for-job and describe-job;
   - the project's seed resources: bucket sm-edge-workshop-<project>-<account>, thing
     edge-device-<project> in thing group defect-detection-<project>-group, an active IoT
     certificate and a least-privilege IoT policy, two SageMaker model package groups.
 
-It needs a real broker: the simulated in-process broker of the fake profile has no network
-listener. Without --broker it uses Mosquitto at {DEFAULT_MQTT_URL}. Over TLS (mqtts://) it
-verifies the broker with --ca and, if the broker wants client certificates, presents --cert and
---key (the data plane needs read and write rights on $aws/things/+/jobs/#). On a plain broker the
-data plane's replies reach every subscriber of the reply topic, not only the requester.
+Outside clients need a real broker (the fake profile's simulated one is in-process, with no
+network listener), hence Mosquitto on both profiles. --broker URL uses a broker of yours instead.
+Over TLS (mqtts://) the data plane verifies it with --ca and, if it wants client certificates,
+presents --cert and --key (it needs read and write rights on $aws/things/+/jobs/#). A plain
+mqtt:// broker is for debugging only: everything crosses it unencrypted, anyone can connect as any
+thing, and the data plane's replies reach every subscriber of the reply topic, not only the
+requester.
 
-In --state DIR it writes cloud.json (endpoints, names, ARNs, file paths) and the seeded thing's
-certificate (<thing>.cert.pem, <thing>.public.key, and <thing>.private.key with mode 0600; the
-folder is 0700). That certificate is signed by moto's own CA, as the original sample's stack gave
-one to its device; a TLS broker trusts it only if it trusts moto's CA. On a plain broker it also
-writes device.json, a config for `edgesim --profile local device run --config` as the seeded thing.
+In --state DIR (mode 0700) it writes cloud.json (endpoints, names, ARNs, file paths), the seeded
+thing's IoT certificate (<thing>.cert.pem, <thing>.public.key, and <thing>.private.key with mode
+0600; signed by moto's own CA, as the original sample's stack gave one to its device), and
+device.json, a config for `edgesim --profile local device run --config` as the seeded thing: on its
+own broker with the thing's broker certificate (DIR/broker/pki/client-<thing>.crt/.key); on a plain
+--broker with mqtt.allow_plaintext (the device refuses plain MQTT otherwise); on an mqtts:// --broker
+none (the device needs a certificate of your broker's CA). The local CA's key is in DIR/broker/pki,
+unencrypted: this is a development cloud.
 
 Profiles: fake and local both run the servers above (outside clients need real endpoints);
 the aws profile is refused (there is nothing to start). The moto state lives in memory only and
@@ -85,9 +96,9 @@ def add_command(commands: Any) -> None:
     )
     up.add_argument(
         "--broker",
-        default=DEFAULT_MQTT_URL,
         metavar="URL",
-        help=f"the MQTT broker: mqtt://HOST:PORT (TCP) or mqtts://HOST:PORT (TLS) (default {DEFAULT_MQTT_URL})",
+        help="a broker of yours: mqtts://HOST:PORT (TLS) or mqtt://HOST:PORT (plain, debugging only) "
+        "(default: start a Mosquitto of its own, mutual TLS and per-thing ACL)",
     )
     up.add_argument("--ca", type=Path, metavar="FILE", help="CA certificate (PEM) that signed the broker's (mqtts)")
     up.add_argument("--cert", type=Path, metavar="FILE", help="the data plane's client certificate (PEM, mqtts)")
@@ -105,8 +116,12 @@ def add_command(commands: Any) -> None:
 
 
 def _tls(args: argparse.Namespace) -> TlsFiles | None:
-    address = BrokerAddress.parse(args.broker)
     given = [name for name in ("ca", "cert", "key") if getattr(args, name) is not None]
+    if args.broker is None:
+        if given:
+            raise ConfigError("--ca, --cert and --key are for an mqtts:// --broker of yours")
+        return None
+    address = BrokerAddress.parse(args.broker)
     if not address.tls:
         if given:
             raise ConfigError("--ca, --cert and --key are for an mqtts:// broker")
@@ -134,7 +149,12 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    cloud = SimulatedCloud("local", mqtt_url=args.broker, tls=tls, project=args.project, moto_port=args.moto_port)
+    args.state.mkdir(parents=True, exist_ok=True)
+    args.state.chmod(0o700)
+    own_broker = {"broker_folder": args.state / "broker"} if args.broker is None else {}
+    cloud = SimulatedCloud(
+        "local", mqtt_url=args.broker, tls=tls, project=args.project, moto_port=args.moto_port, **own_broker
+    )
     try:
         cloud.start()
         summary = _write_state(args.state, cloud)
@@ -159,8 +179,6 @@ def _write_private(path: Path, text: str) -> None:
 
 def _write_state(folder: Path, cloud: SimulatedCloud) -> dict[str, Any]:
     """Write the certificate files and cloud.json; returns what cloud.json holds."""
-    folder.mkdir(parents=True, exist_ok=True)
-    folder.chmod(0o700)
     project: SeededProject = cloud.project
     thing = project.thing_name
     files = {
@@ -189,25 +207,29 @@ def _write_state(folder: Path, cloud: SimulatedCloud) -> dict[str, Any]:
         "registry_groups": list(project.registry_groups),
         "files": {name: str(path.resolve()) for name, path in files.items()},
     }
-    device = _write_device_config(folder, summary)
-    if device is not None:
-        summary["files"]["device_config"] = str(device.resolve())
+    mqtt = _device_mqtt(cloud, thing)
+    if mqtt is not None:
+        if "tls" in mqtt:
+            summary["files"].update({f"broker_{name}": path for name, path in mqtt["tls"].items()})
+        summary["files"]["device_config"] = str(_write_device_config(folder, summary, mqtt).resolve())
     (folder / "cloud.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
-def _write_device_config(folder: Path, summary: dict[str, Any]) -> Path | None:
-    """A ready `edgesim device run` config for the seeded thing on a plain broker (docs/edge-app.md).
+def _device_mqtt(cloud: SimulatedCloud, thing: str) -> dict[str, Any] | None:
+    """The device config's `mqtt` section, or None on an mqtts:// broker of the user's (whose CA we
+    do not hold: moto's certificate of the thing is not one that broker trusts)."""
+    if cloud.owns_broker or not BrokerAddress.parse(cloud.mqtt_url or "").tls:
+        return cloud.device_mqtt_config(thing)
+    return None
 
-    Over TLS there is none: the device would need a certificate the broker trusts, which moto's
-    CA-signed one is not.
-    """
-    if BrokerAddress.parse(summary["broker"]).tls:
-        return None
+
+def _write_device_config(folder: Path, summary: dict[str, Any], mqtt: dict[str, Any]) -> Path:
+    """A ready `edgesim device run` config for the seeded thing (docs/edge-app.md)."""
     config = {
         "thing_name": summary["thing_name"],
         "root": "device",
-        "mqtt": {"url": summary["broker"]},
+        "mqtt": mqtt,
         "object_store": {"endpoint_url": summary["moto_endpoint"], "region": summary["region"]},
         "inference": {"source": {"type": "camera", "seed": 0}, "rate_hz": 2.0},
     }
@@ -229,8 +251,12 @@ def _describe(s: dict[str, Any], folder: Path) -> str:
         },
         separators=(",", ":"),
     )
+    files = s["files"]
     sub = f"mosquitto_sub -h {broker.host} -p {broker.port} -v -t {shlex.quote(f'$aws/things/{thing}/jobs/#')}"
-    if broker.tls:
+    if "broker_cert" in files:  # its own broker: as the thing, with the thing's broker certificate
+        sub += f" -i {thing}-watch --cafile {files['broker_ca']}"
+        sub += f" --cert {files['broker_cert']} --key {files['broker_key']}"
+    elif broker.tls:
         sub += " --cafile CA --cert DEVICE_CERT --key DEVICE_KEY"
     cred = s["credentials"]
     lines = [
@@ -240,6 +266,7 @@ def _describe(s: dict[str, Any], folder: Path) -> str:
         f"  credentials       AWS_ACCESS_KEY_ID={cred['aws_access_key_id']} "
         f"AWS_SECRET_ACCESS_KEY={cred['aws_secret_access_key']} (any non-empty values work)",
         f"  MQTT broker       {s['broker']}   (jobs topics: $aws/things/<thing>/jobs/...)",
+        *_broker_notes(files, broker, thing),
         f"seeded project {s['project']}:",
         f"  bucket            {s['bucket']}",
         f"  thing             {thing}   {s['thing_arn']}",
@@ -267,6 +294,18 @@ def _describe(s: dict[str, Any], folder: Path) -> str:
         f"  python3 -c {shlex.quote(_boto3_example(endpoint, region))}",
     ]
     return "\n".join(lines)
+
+
+def _broker_notes(files: dict[str, str], broker: BrokerAddress, thing: str) -> list[str]:
+    if "broker_cert" in files:
+        return [
+            "    mutual TLS, per-thing ACL",
+            f"    broker CA       {files['broker_ca']}",
+            f"    {thing}'s broker certificate {files['broker_cert']} (key {files['broker_key']})",
+        ]
+    if not broker.tls:
+        return ["    plain MQTT: unencrypted, anyone may connect as any thing (debugging only)"]
+    return []
 
 
 def _boto3_example(endpoint: str, region: str) -> str:

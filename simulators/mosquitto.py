@@ -30,6 +30,19 @@ from simulators.certificates import TlsMaterial
 from system.errors import MessageBusError
 
 _FALLBACK_BINARY = "/usr/sbin/mosquitto"  # Debian puts it outside a normal user's PATH
+PRIVILEGED_IDENTITY = "cloud"  # the IoT Jobs data plane's certificate CN (simulators/cloud.JOBS_IDENTITY)
+# Per-thing authorization on a TLS listener with `use_identity_as_username` (%u = the client
+# certificate's CN = the thing name): Mosquitto's version of the simulated broker's ThingPolicy.
+# A device reads and writes its own jobs topics and its own telemetry, nothing else; the data plane
+# (CN "cloud") everything. Mosquitto applies a read rule to delivery, not to SUBSCRIBE: a device may
+# subscribe to another thing's topics and simply receives nothing.
+THING_ACL = f"""user {PRIVILEGED_IDENTITY}
+topic readwrite #
+topic readwrite $aws/#
+
+pattern readwrite $aws/things/%u/#
+pattern readwrite edgesim/%u/#
+"""
 
 
 def find_mosquitto() -> str | None:

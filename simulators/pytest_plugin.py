@@ -7,8 +7,8 @@
 
 Fixtures (each cleaned up after its test):
 - `edgesim_cloud`: a started `SimulatedCloud` (moto, the IoT Jobs data plane, a broker) with a
-  project of its own; `--edgesim-profile local` puts it on a Mosquitto (`--edgesim-mqtt-url`,
-  default mqtt://127.0.0.1:1883) and the moto server.
+  project of its own; `--edgesim-profile local` puts it on the moto server and a Mosquitto of its
+  own (mutual TLS, per-thing certificates and ACL), or on the broker of `--edgesim-mqtt-url`.
 - `edgesim_world`: a `World` on that cloud: small real model packages, job documents, IoT jobs,
   devices to start, kill and restart (`simulators/harness/world.py`).
 - `edgesim_device`: one started device (a real Edge Agent and the edge app) of the seeded thing.
@@ -44,7 +44,11 @@ import pytest
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("edgesim")
     group.addoption("--edgesim-profile", choices=("fake", "local"), default="fake", help="edgesim fixtures' profile")
-    group.addoption("--edgesim-mqtt-url", default="mqtt://127.0.0.1:1883", help="the broker of the local profile")
+    group.addoption(
+        "--edgesim-mqtt-url",
+        default=None,
+        help="local profile: a plain mqtt:// broker of yours (default: the cloud's own TLS Mosquitto)",
+    )
 
 
 @pytest.fixture(scope="session")

@@ -21,22 +21,19 @@ import pytest
 
 from simulators.broker import InMemoryMessageBus, SimulatedBroker, ThingPolicy
 from simulators.certificates import TlsMaterial, create_tls_material
-from simulators.mosquitto import MosquittoProcess, find_mosquitto
+from simulators.mosquitto import PRIVILEGED_IDENTITY, MosquittoProcess, find_mosquitto
+from simulators.mosquitto import THING_ACL as PRODUCT_THING_ACL
 from system.adapters.awsiot_bus import AwsIotMessageBus
 from system.adapters.paho_bus import PahoMessageBus
 from system.ports import Message, MessageBus
 
 NO_MOSQUITTO = "the mosquitto binary is not installed (`make` installs it: apt-get install mosquitto)"
-CLOUD = "cloud"
+CLOUD = PRIVILEGED_IDENTITY
 SHARED_PREFIX = "edgesim/"
-# Mosquitto's version of ThingPolicy(shared_prefixes=("edgesim/",), privileged=("cloud",)); note that
+# Mosquitto's version of ThingPolicy(shared_prefixes=("edgesim/",), privileged=("cloud",)): the
+# product's per-thing ACL plus a prefix every identity shares, which the contract tests' topics use.
 # Mosquitto applies it to what a client may read, never refusing a SUBSCRIBE.
-THING_ACL = f"""user {CLOUD}
-topic readwrite #
-topic readwrite $aws/#
-
-pattern readwrite $aws/things/%u/#
-pattern readwrite {SHARED_PREFIX}#
+THING_ACL = f"""{PRODUCT_THING_ACL}pattern readwrite {SHARED_PREFIX}#
 """
 FAST_RECONNECT = (0.02, 0.5)
 

@@ -1,8 +1,9 @@
 """The backends of `edgesim device run` for each profile (DESIGN.md section 2).
 
-- `local`: paho-mqtt to a plain broker (`mqtt://` or `mqtts://` with client certificates), S3 at
-  `object_store.endpoint_url` (a moto server), the agent in-process on `<root>/agent.sock` or an
-  external one at `agent.target`.
+- `local`: paho-mqtt to a broker over mutual TLS (`mqtts://` with the client certificate of
+  `mqtt.tls`; a plain `mqtt://` broker only with `mqtt.allow_plaintext: true`, logged as a warning),
+  S3 at `object_store.endpoint_url` (a moto server), the agent in-process on `<root>/agent.sock` or
+  an external one at `agent.target`.
 - `aws`: AWS IoT Core over mutual TLS with awsiotsdk (`mqtt.url` = `mqtts://<ats-endpoint>:8883`),
   S3 with boto3's default credentials.
 - `fake`: everything in-process, provided by `simulators/` through the `edgesim.device_profiles`
@@ -18,6 +19,7 @@ The synthetic camera source lives in `simulators/` too and is found through the
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 from importlib.metadata import entry_points
@@ -30,6 +32,8 @@ from system.edge.device_config import DeviceConfig
 from system.edge.image_source import FolderImageSource, ImageSource
 from system.errors import ConfigError
 from system.ports import MessageBus
+
+_log = logging.getLogger(__name__)
 
 
 def plugin(group: str, name: str) -> Callable[..., Any]:
@@ -49,20 +53,48 @@ def build_source(config: DeviceConfig) -> ImageSource:
     return camera
 
 
+def check_transport(config: DeviceConfig, profile: str) -> None:
+    """Refuse an MQTT connection without TLS and client certificates, before anything starts.
+
+    A device's broker connection carries the jobs that tell it what to install: in the clear,
+    anyone on the path can read and forge them. So `local` and `aws` take `mqtts://` with the
+    certificate of `mqtt.tls`. A plain `mqtt://` broker (a developer's Mosquitto on 1883) is accepted
+    on `local` only when the config says `mqtt.allow_plaintext: true`, and logged; AWS IoT Core has
+    no plaintext listener, so on `aws` it is always refused.
+    """
+    url = urlparse(config.mqtt_url)
+    if url.scheme not in ("mqtt", "mqtts") or not url.hostname:
+        raise ConfigError(f"mqtt.url must be mqtt://host:port or mqtts://host:port, not {config.mqtt_url!r}")
+    if url.scheme == "mqtts" and config.mqtt_tls is None:
+        raise ConfigError("an mqtts:// broker needs mqtt.tls (ca, cert, key): the device proves who it is")
+    if url.scheme == "mqtts":
+        return
+    if config.mqtt_tls is not None:
+        raise ConfigError(f"mqtt.tls is for an mqtts:// broker, and mqtt.url is {config.mqtt_url}")
+    if profile == "aws":
+        raise ConfigError(f"on the aws profile the broker is AWS IoT Core over mutual TLS, not {config.mqtt_url}")
+    if not config.mqtt_allow_plaintext:
+        raise ConfigError(
+            f"mqtt.url {config.mqtt_url} is plain MQTT: on the {profile} profile a device connects over TLS with "
+            "its client certificate (mqtts:// and mqtt.tls; `edgesim cloud up` writes both), or, for a "
+            "development broker and knowingly, set mqtt.allow_plaintext: true"
+        )
+    _log.warning(
+        "mqtt.allow_plaintext: jobs and telemetry travel unencrypted and unauthenticated to %s", config.mqtt_url
+    )
+
+
 def _bus(config: DeviceConfig, profile: str) -> MessageBus:
     from system.adapters.tls import TlsFiles
 
     url = urlparse(config.mqtt_url)
-    if url.scheme not in ("mqtt", "mqtts") or not url.hostname:
-        raise ConfigError(f"mqtt.url must be mqtt://host:port or mqtts://host:port, not {config.mqtt_url!r}")
+    assert url.hostname is not None  # check_transport
     tls = TlsFiles(**config.mqtt_tls) if config.mqtt_tls else None
-    if (url.scheme == "mqtts") != (tls is not None):
-        raise ConfigError("an mqtts:// broker needs mqtt.tls (ca, cert, key), and mqtt.tls needs mqtts://")
     client_id = config.mqtt_client_id or config.thing_name
     if profile == "aws":
         from system.adapters.awsiot_bus import AwsIotMessageBus
 
-        assert tls is not None
+        assert tls is not None  # check_transport
         return AwsIotMessageBus(url.hostname, url.port or 8883, client_id, tls, keepalive=45)
     from system.adapters.paho_bus import PahoMessageBus
 
@@ -90,6 +122,7 @@ def build_backends(config: DeviceConfig, settings: Settings, profile: str) -> De
     if profile == "fake":
         fake: DeviceBackends = plugin("edgesim.device_profiles", "fake")(config, settings)
         return fake
+    check_transport(config, profile)  # before the agent starts: a refused config starts nothing
     from system.adapters.agent_client import GrpcEdgeAgentClient
     from system.adapters.s3_object_store import S3ObjectStore
 

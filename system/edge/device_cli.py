@@ -57,8 +57,10 @@ def add_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
         description="Run one edge device: restore the models of models_config.json into the agent (in-process, "
         "or an external one), take OTA jobs over the AWS IoT Jobs MQTT API, run inference continuously with data "
         "capture, publish telemetry, and serve the web UI. --profile picks the backends (fake: everything "
-        "in-process; local: a broker and S3 endpoint on this machine; aws: AWS IoT Core and S3). SIGTERM stops "
-        "gracefully; after a SIGKILL the next start resumes the OTA job in progress.",
+        "in-process; local: a broker and S3 endpoint of yours, e.g. edgesim cloud up; aws: AWS IoT Core and S3). "
+        "On local and aws MQTT goes over TLS with the client certificate of mqtt.tls; a plain mqtt:// broker is "
+        "refused unless the config says mqtt.allow_plaintext (local only). SIGTERM stops gracefully; after a "
+        "SIGKILL the next start resumes the OTA job in progress.",
     )
     run.add_argument("--config", required=True, help="the device config (JSON; see docs/edge-app.md)")
     run.add_argument(

@@ -6,8 +6,9 @@
       "models_config": null,                           # default <root>/models_config.json
       "agent": {"target": "", "config": null,          # "" = run the agent in-process on <root>/agent.sock
                 "check_interval": 5.0},                # seconds between checks that it still holds the models
-      "mqtt": {"url": "mqtt://127.0.0.1:1883", "client_id": null,
-               "tls": {"ca": "...", "cert": "...", "key": "..."}},
+      "mqtt": {"url": "mqtts://127.0.0.1:8883", "client_id": null,   # client_id: default thing_name
+               "tls": {"ca": "...", "cert": "...", "key": "..."},   # mutual TLS: required on local
+               "allow_plaintext": false},                        # and aws (mqtt:// only if allowed, local)
       "object_store": {"endpoint_url": null, "region": "us-east-1"},
       "aws": {"credentials_endpoint": null, "role_alias": null,    # S3 keys from the IoT credentials provider
               "refresh_before_expiry": 600},                   # (mqtt.tls's certificate), else boto3's chain
@@ -52,9 +53,10 @@ class DeviceConfig:
     agent_target: str = ""
     agent_config: Path | None = None
     agent_check_interval: float = 5.0  # the agent watch's ListModels period (agent_watch.py)
-    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    mqtt_url: str = "mqtts://127.0.0.1:8883"
     mqtt_client_id: str | None = None
     mqtt_tls: Mapping[str, Path] | None = None
+    mqtt_allow_plaintext: bool = False  # local only: accept a plain mqtt:// broker (backends.check_transport)
     s3_endpoint_url: str | None = None
     region: str = "us-east-1"
     # The AWS IoT credentials provider (system/adapters/iot_credentials.py): both set, or neither.
@@ -203,6 +205,7 @@ def parse_device_config(raw: object, base: Path) -> DeviceConfig:
         mqtt_url=mqtt.str_("url", DeviceConfig.mqtt_url),
         mqtt_client_id=mqtt.str_("client_id", None),
         mqtt_tls=_tls(mqtt),
+        mqtt_allow_plaintext=mqtt.bool_("allow_plaintext", False),
         s3_endpoint_url=store.str_("endpoint_url", None),
         region=store.str_("region", DeviceConfig.region),
         credentials_endpoint=aws.str_("credentials_endpoint", None) or None,

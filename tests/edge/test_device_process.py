@@ -111,7 +111,7 @@ def device_config(world: EdgeWorld) -> Iterator[Path]:
         config = {
             "thing_name": world.thing,
             "root": "device",
-            "mqtt": {"url": world.cloud.mqtt_url},
+            "mqtt": world.cloud.device_mqtt_config(world.thing),
             "object_store": {"endpoint_url": world.cloud.endpoint_url},
             "inference": {"source": {"type": "folder", "path": "images"}, "rate_hz": 10},
             "telemetry": {"flush_interval": 0.5},

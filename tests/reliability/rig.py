@@ -80,7 +80,7 @@ class Rig:
             "thing_name": self.world.thing,
             "root": str(self.root),
             "agent": {"target": f"unix://{self.socket}", "check_interval": 0.5},
-            "mqtt": {"url": self.world.cloud.mqtt_url},
+            "mqtt": self.world.cloud.device_mqtt_config(self.world.thing),
             "object_store": {"endpoint_url": self.world.cloud.endpoint_url},
             "inference": {"source": {"type": "folder", "path": str(self.images)}, "rate_hz": 10,
                           "capture_fraction": capture_fraction},

@@ -14,10 +14,16 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from simulators.cloud_cli import READY
+import pytest
+
+from simulators.cloud import BrokerAddress, SimulatedCloud
+from simulators.cloud_cli import READY, _device_mqtt
+from simulators.mosquitto import find_mosquitto
 from simulators.moto_env import offline_session
 from system.adapters.paho_bus import PahoMessageBus
-from tests.mqtt_fixtures import Collector, StartMosquitto
+from system.adapters.tls import TlsFiles
+from system.errors import MessageBusError
+from tests.mqtt_fixtures import NO_MOSQUITTO, Collector
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT = {
@@ -57,13 +63,13 @@ class Output:
         return "\n".join(self.lines)
 
 
-def test_cloud_up_serves_boto3_and_an_mqtt_device_then_stops_cleanly_on_sigterm(
-    start_mosquitto: StartMosquitto, tmp_path: Path
-) -> None:
-    mosquitto = start_mosquitto()
+def test_cloud_up_serves_boto3_and_an_mqtt_device_then_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """Its own broker (the default): the device connects with what device.json names, over mutual TLS."""
+    if find_mosquitto() is None:
+        pytest.skip(NO_MOSQUITTO)
     state = tmp_path / "state"
     command = [sys.executable, "-m", "system.cli", "--log-format", "text", "cloud", "up"]
-    command += ["--broker", mosquitto.url, "--moto-port", "0", "--state", str(state)]
+    command += ["--moto-port", "0", "--state", str(state)]
     with (tmp_path / "stderr.log").open("w") as stderr:
         process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True)
     device: PahoMessageBus | None = None
@@ -74,11 +80,18 @@ def test_cloud_up_serves_boto3_and_an_mqtt_device_then_stops_cleanly_on_sigterm(
         assert match, printed
         endpoint = match.group(1)
         summary: dict[str, Any] = json.loads((state / "cloud.json").read_text())
-        assert summary["moto_endpoint"] == endpoint and summary["broker"] == mosquitto.url
+        assert summary["moto_endpoint"] == endpoint and summary["broker"].startswith("mqtts://127.0.0.1:")
         assert (Path(summary["files"]["private_key"]).stat().st_mode & 0o777) == 0o600
+        assert (state.stat().st_mode & 0o777) == 0o700  # the local CA's key is in it
         thing, topic = summary["thing_name"], f"$aws/things/{summary['thing_name']}/jobs"
+        mqtt = json.loads(Path(summary["files"]["device_config"]).read_text())["mqtt"]
+        assert mqtt["url"] == summary["broker"] and "allow_plaintext" not in mqtt
+        broker = BrokerAddress.parse(mqtt["url"])
+        with pytest.raises(MessageBusError):  # no certificate, no connection
+            PahoMessageBus(broker.host, broker.port, f"{thing}-plain").connect(timeout=2.0)
 
-        device = PahoMessageBus(mosquitto.host, mosquitto.port, thing, operation_timeout=5.0)
+        files = TlsFiles(**{name: Path(path) for name, path in mqtt["tls"].items()})
+        device = PahoMessageBus(broker.host, broker.port, thing, files, operation_timeout=5.0)
         notify_next, started = Collector(), Collector()
         device.subscribe(f"{topic}/notify-next", notify_next)
         device.subscribe(f"{topic}/start-next/accepted", started)
@@ -118,4 +131,11 @@ def test_cloud_up_help_says_it_needs_a_real_broker() -> None:
     assert result.returncode == 0
     for option in ("--profile", "--broker", "--ca", "--cert", "--key", "--moto-port", "--state", "--project"):
         assert option in result.stdout
-    assert "no network" in result.stdout and "mqtt://127.0.0.1:1883" in result.stdout
+    assert "no network" in result.stdout and "mutual TLS" in result.stdout and "allow_plaintext" in result.stdout
+
+
+def test_a_plain_broker_of_yours_gets_a_device_config_that_allows_plaintext_and_a_tls_one_none() -> None:
+    plain = SimulatedCloud("local", mqtt_url="mqtt://127.0.0.1:1883")
+    assert _device_mqtt(plain, "press-7") == {"url": "mqtt://127.0.0.1:1883", "allow_plaintext": True}
+    yours = SimulatedCloud("local", mqtt_url="mqtts://broker.example:8883", tls=TlsFiles(Path("ca.pem")))
+    assert _device_mqtt(yours, "press-7") is None  # its CA is not ours: we cannot issue the device a certificate

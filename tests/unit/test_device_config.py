@@ -29,7 +29,7 @@ def test_a_config_with_only_the_thing_name_gets_every_default() -> None:
     config = parse_device_config({"thing_name": "press-7"}, BASE)
     assert config == DeviceConfig(thing_name="press-7", root=BASE / "edgesim-device")
     assert config.source == SourceConfig(type="camera", path=None, order="cycle", seed=0)
-    assert config.mqtt_url == "mqtt://127.0.0.1:1883" and config.mqtt_tls is None
+    assert config.mqtt_url == "mqtts://127.0.0.1:8883" and config.mqtt_tls is None and not config.mqtt_allow_plaintext
     assert config.step_timeout_minutes == 10 and config.health_enabled and config.health_output_range is None
     assert (config.web_enabled, config.web_host, config.web_port) == (True, "127.0.0.1", 8080)
 

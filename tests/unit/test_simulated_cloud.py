@@ -39,8 +39,17 @@ def test_profiles_and_broker_options_must_agree() -> None:
     with pytest.raises(ConfigError):
         SimulatedCloud("local", mqtt_url="mqtts://127.0.0.1:8883")  # TLS without files
     with pytest.raises(ConfigError):
-        SimulatedCloud("local", tls=TlsFiles(Path("ca.pem")))  # files for a plain broker
-    assert SimulatedCloud("local").mqtt_url == "mqtt://127.0.0.1:1883"
+        SimulatedCloud("local", mqtt_url="mqtt://127.0.0.1:1883", tls=TlsFiles(Path("ca.pem")))  # plain + files
+    with pytest.raises(ConfigError, match="own PKI"):
+        SimulatedCloud("local", tls=TlsFiles(Path("ca.pem")))  # the cloud's own broker has its own CA
+    with pytest.raises(ConfigError, match="broker_folder"):
+        SimulatedCloud("local", mqtt_url="mqtt://127.0.0.1:1883", broker_folder=Path("b"))
+    with pytest.raises(ConfigError, match="broker_folder"):
+        SimulatedCloud("fake", broker_folder=Path("b"))
+    own = SimulatedCloud("local")
+    assert own.owns_broker and own.mqtt_url is None  # a TLS Mosquitto of its own, on a port picked at start
+    given = SimulatedCloud("local", mqtt_url="mqtt://127.0.0.1:1883")
+    assert not given.owns_broker and given.mqtt_url == "mqtt://127.0.0.1:1883"
 
 
 def test_from_settings_takes_the_profile_and_the_mqtt_override() -> None:
@@ -48,7 +57,7 @@ def test_from_settings_takes_the_profile_and_the_mqtt_override() -> None:
     assert (local.profile, local.mqtt) == ("local", "local")
     mixed = SimulatedCloud.from_settings(Settings(profile="fake", backends={"mqtt": "local"}))
     assert (mixed.profile, mixed.mqtt) == ("fake", "local")
-    assert mixed.mqtt_url == "mqtt://127.0.0.1:1883"
+    assert mixed.owns_broker and not SimulatedCloud.from_settings(Settings(profile="fake")).owns_broker
     with pytest.raises(ConfigError, match="aws"):
         SimulatedCloud.from_settings(Settings(profile="aws"))
     with pytest.raises(ConfigError, match="aws"):
