@@ -220,6 +220,9 @@ class SimulatedCloud:
             folder = self._temporary_folder = Path(tempfile.mkdtemp(prefix="edgesim-broker-"))
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o700)  # the CA key lives here
+        # A fresh CA each start (moto's state is new too): client certificates of an earlier run's CA,
+        # which TlsMaterial.client would otherwise hand out again, must not survive it.
+        shutil.rmtree(folder / "pki", ignore_errors=True)
         material = create_tls_material(folder / "pki")
         self.mosquitto = MosquittoProcess(folder / "mosquitto", tls=material, acl=THING_ACL)
         try:

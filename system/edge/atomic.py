@@ -34,6 +34,22 @@ def write_bytes_atomically(path: Path, data: bytes) -> None:
     _fsync_folder(path.parent)
 
 
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temp files an atomic write of `path` left behind (a kill between write and rename).
+
+    Never read, they only take space; call it before this process writes `path`, while nothing else
+    does (a device at start-up). Returns what it removed.
+    """
+    removed = []
+    for temp in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            temp.unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(temp)
+    return removed
+
+
 def write_json_atomically(path: Path, value: Any) -> None:
     write_bytes_atomically(path, (json.dumps(value, indent=2, sort_keys=False) + "\n").encode())
 

@@ -21,6 +21,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from system.edge.agent_watch import AgentWatch
+from system.edge.atomic import remove_stale_temporaries
 from system.edge.device_config import DeviceConfig
 from system.edge.health import HealthCheckSettings
 from system.edge.image_source import Frame, ImageSource
@@ -73,6 +74,9 @@ class DeviceApp:
         self.backends = backends
         self.profile = profile
         self.layout = DeviceLayout(config.root, config.models_config)
+        for state_file in (self.layout.models_config, self.layout.journal):
+            for stale in remove_stale_temporaries(state_file):  # before anything of this process writes
+                _log.info("removed %s, left by a write interrupted before its rename", stale)
         self.config_file = ModelsConfigFile(self.layout.models_config)
         self.roster = ModelRoster(self.config_file.load().mappings)
         self.journal = Journal(self.layout.journal)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from simulators.certificates import create_tls_material
+from simulators.certificates import TlsMaterial, create_tls_material
 from simulators.cloud import SimulatedCloud
 from simulators.mosquitto import find_mosquitto
 from system.adapters.paho_bus import PahoMessageBus
@@ -56,18 +56,18 @@ def test_plain_mqtt_is_refused(bus: Callable[..., PahoMessageBus]) -> None:
 
 
 def test_tls_without_a_client_certificate_is_refused(cloud: SimulatedCloud, bus: Callable[..., PahoMessageBus]) -> None:
-    assert cloud.tls is not None
+    assert isinstance(cloud.tls, TlsMaterial)
     with pytest.raises(MessageBusError):
-        bus("anonymous", TlsFiles(Path(cloud.tls.ca_cert))).connect(timeout=2.0)
+        bus("anonymous", TlsFiles(cloud.tls.ca_cert)).connect(timeout=2.0)
 
 
 def test_a_certificate_of_another_ca_is_refused(
     cloud: SimulatedCloud, bus: Callable[..., PahoMessageBus], tmp_path: Path
 ) -> None:
-    assert cloud.tls is not None
+    assert isinstance(cloud.tls, TlsMaterial)
     stranger = create_tls_material(tmp_path / "other-pki").client(cloud.project.thing_name)
     with pytest.raises(MessageBusError):
-        bus("impostor", TlsFiles(Path(cloud.tls.ca_cert), stranger.cert, stranger.key)).connect(timeout=2.0)
+        bus("impostor", TlsFiles(cloud.tls.ca_cert, stranger.cert, stranger.key)).connect(timeout=2.0)
 
 
 def test_a_thing_reaches_its_own_jobs_and_nothing_of_another_things(
@@ -90,3 +90,19 @@ def test_a_thing_reaches_its_own_jobs_and_nothing_of_another_things(
     time.sleep(0.5)  # time for a forged request's answer, had the ACL let it through to the data plane
     assert [json.loads(m.payload)["clientToken"] for m in own_replies.messages] == ["mine"]
     assert stolen.messages == []
+
+
+def test_a_restart_on_the_same_folder_makes_a_new_ca_and_certificates_that_work(tmp_path: Path) -> None:
+    configs = []
+    for run in range(2):
+        with SimulatedCloud("local", project=f"restart-{run}", broker_folder=tmp_path / "broker") as cloud:
+            config = cloud.device_mqtt_config("press-7")
+            configs.append({name: Path(path).read_bytes() for name, path in config["tls"].items()})
+            broker = cloud.mosquitto
+            assert broker is not None
+            bus = PahoMessageBus(broker.host, broker.port, "press-7", TlsFiles(**config["tls"]))
+            try:
+                bus.connect(timeout=5.0)  # the second run's certificate is of the second run's CA
+            finally:
+                bus.close()
+    assert configs[0]["ca"] != configs[1]["ca"] and configs[0]["cert"] != configs[1]["cert"]

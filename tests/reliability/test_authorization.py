@@ -6,16 +6,14 @@ JSON file for RELIABILITY.md."""
 
 from __future__ import annotations
 
-import json
-import os
 import uuid
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from system.errors import NotAuthorizedError
 from tests.mqtt_fixtures import CLOUD, Collector, MqttBackend
+from tests.reliability.reporting import Report, register
 
 THINGS = 4
 OPERATIONS = ("start-next", "get", "j-1/update", "j-1/get")
@@ -59,10 +57,12 @@ def test_no_thing_reaches_another_things_jobs(mqtt_backend: MqttBackend) -> None
     COUNTS[f"dropped ({mqtt_backend.name})"] += attempts - refused
 
 
-def test_zz_report_authorization_counts(capsys: pytest.CaptureFixture[str]) -> None:
-    with capsys.disabled():
-        print(f"\ncross-thing attempts: {COUNTS['attempts']}, none got through ({dict(COUNTS)})")
-    results = os.environ.get("EDGESIM_AUTH_RESULTS")
-    if results:
-        Path(results).parent.mkdir(parents=True, exist_ok=True)
-        Path(results).write_text(json.dumps(dict(COUNTS), indent=2) + "\n")
+register(
+    "authorization",
+    Report(
+        env="EDGESIM_AUTH_RESULTS",
+        ran=lambda: COUNTS["attempts"] > 0,
+        line=lambda: f"cross-thing attempts: {COUNTS['attempts']}, none got through ({dict(COUNTS)})",
+        results=lambda: dict(COUNTS),
+    ),
+)

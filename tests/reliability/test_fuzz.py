@@ -37,6 +37,7 @@ from system.edge.job_document import JobDocumentError, parse_job_document
 from system.edge.web.app import create_app
 from system.ports import JobSpec
 from system.preprocessing import decode_image
+from tests.reliability.reporting import Report, register
 from tests.web_fakes import FakeDeviceView, png_bytes
 
 EXAMPLES = int(os.environ.get("EDGESIM_FUZZ_EXAMPLES", "100"))
@@ -359,11 +360,16 @@ def test_the_web_api_answers_any_upload_with_a_json_4xx_or_a_result(
     assert body is not None and (response.status_code == 200 or body["status"] == response.status_code)
 
 
-def test_zz_report_fuzz_counts(capsys: pytest.CaptureFixture[str]) -> None:
-    total = sum(v for k, v in COUNTS.items() if k != "archives refused")
-    with capsys.disabled():
-        print(f"\nfuzz examples run: {total} ({dict(COUNTS)})")
-    results = os.environ.get("EDGESIM_FUZZ_RESULTS")
-    if results:
-        Path(results).parent.mkdir(parents=True, exist_ok=True)
-        Path(results).write_text(json.dumps({"examples": total, "per_input": dict(COUNTS)}, indent=2) + "\n")
+def _examples() -> int:
+    return sum(v for k, v in COUNTS.items() if k != "archives refused")
+
+
+register(
+    "fuzz",
+    Report(
+        env="EDGESIM_FUZZ_RESULTS",
+        ran=lambda: _examples() > 0,
+        line=lambda: f"fuzz examples run: {_examples()} ({dict(COUNTS)})",
+        results=lambda: {"examples": _examples(), "per_input": dict(COUNTS)},
+    ),
+)

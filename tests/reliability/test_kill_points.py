@@ -26,6 +26,7 @@ import pytest
 
 from system.killpoints import POINTS
 from tests.edge_world import EdgeWorld
+from tests.reliability.reporting import Report, register
 from tests.reliability.rig import Rig
 
 
@@ -108,6 +109,8 @@ def _check_consistent(rig: Rig, expected_version: str) -> None:
     assert set(rig.agent_models()) == {m["identifier"] for m in config["models"]}
     journal = json.loads((rig.root / "ota" / "journal.json").read_text())
     assert journal.get("current") is None, f"a job still in progress: {journal.get('current')}"
+    leftovers = [*rig.root.glob(".*.tmp"), *(rig.root / "ota").glob(".*.tmp")]
+    assert leftovers == [], f"temp files of an interrupted write survived the restart: {leftovers}"
     classification = rig.predict()["classification"]  # a Predict through the agent, by the serving model
     assert classification is not None and classification["version"] == expected_version, classification
 
@@ -151,13 +154,18 @@ def test_sigkill_at_the_point_then_restart_is_consistent(
     _seconds.append(time.monotonic() - started)
 
 
-def test_zz_report_kill_points_covered(capsys: pytest.CaptureFixture[str]) -> None:
-    """The count the issue asks for, in the test output (`-rA` or the terminal summary shows it)."""
+def _covered_line() -> str:
+    """The count the issue asks for, in the terminal summary of every run that ran a point."""
     line = f"kill points covered: {len(set(_ran))} of {len(POINTS)} (SIGKILL in a real process, then a restart)"
-    with capsys.disabled():
-        print(f"\n{line}" + ("" if FULL else "; EDGESIM_KILL_MATRIX=all (make reliability) runs them all"))
-    results = os.environ.get("EDGESIM_KILL_RESULTS")
-    if results:
-        summary = {"covered": sorted(set(_ran)), "total": sorted(POINTS), "seconds": sum(_seconds)}
-        Path(results).parent.mkdir(parents=True, exist_ok=True)
-        Path(results).write_text(json.dumps(summary, indent=2) + "\n")
+    return line + ("" if FULL else "; EDGESIM_KILL_MATRIX=all (make reliability) runs them all")
+
+
+register(
+    "kill points",
+    Report(
+        env="EDGESIM_KILL_RESULTS",
+        ran=lambda: bool(_ran),
+        line=_covered_line,
+        results=lambda: {"covered": sorted(set(_ran)), "total": sorted(POINTS), "seconds": sum(_seconds)},
+    ),
+)

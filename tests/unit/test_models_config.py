@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from system.edge.atomic import write_bytes_atomically, write_json_atomically
+from system.edge.atomic import remove_stale_temporaries, write_bytes_atomically, write_json_atomically
 from system.edge.models_config import ModelEntry, ModelsConfig, ModelsConfigFile, parse_models_config
 from system.edge.roster import DEFAULT_MAPPINGS
 from system.errors import ConfigError
@@ -190,6 +190,17 @@ def test_an_interrupted_write_removes_the_temp_file(tmp_path: Path, monkeypatch:
     monkeypatch.undo()
     assert json.loads(target.read_text()) == {"v": 1}
     assert sorted(os.listdir(tmp_path)) == ["state.json"]
+
+
+def test_temp_files_left_by_a_kill_before_the_rename_are_removed_and_nothing_else(tmp_path: Path) -> None:
+    target = write(tmp_path / "models_config.json", SEED_FILE)
+    stale = [tmp_path / ".models_config.json.k3j2x.tmp", tmp_path / ".models_config.json.a9.tmp"]
+    kept = [tmp_path / n for n in (".journal.json.q1.tmp", "models_config.json.bak", "x.models_config.json.1.tmp")]
+    for path in (*stale, *kept):
+        path.write_text("{")
+    assert sorted(remove_stale_temporaries(target)) == sorted(stale)
+    assert sorted(os.listdir(tmp_path)) == sorted(p.name for p in (target, *kept))
+    assert remove_stale_temporaries(tmp_path / "absent" / "journal.json") == []
 
 
 def test_write_json_atomically_writes_indented_json_with_a_final_newline(tmp_path: Path) -> None:
