@@ -52,8 +52,8 @@ What runs, in this process, until Ctrl-C or SIGTERM (then it stops cleanly, exit
     edge-device-<project> in thing group defect-detection-<project>-group, an active IoT
     certificate and a least-privilege IoT policy, two SageMaker model package groups.
 
-Outside clients need a real broker (the fake profile's simulated one is in-process, with no
-network listener), hence Mosquitto on both profiles. --broker URL uses a broker of yours instead.
+Outside clients need a real broker (the fake profile's simulated one is in-process: it has
+no network listener), hence Mosquitto on both profiles. --broker URL uses a broker of yours instead.
 Over TLS (mqtts://) the data plane verifies it with --ca and, if it wants client certificates,
 presents --cert and --key (it needs read and write rights on $aws/things/+/jobs/#). A plain
 mqtt:// broker is for debugging only: everything crosses it unencrypted, anyone can connect as any
