@@ -20,6 +20,9 @@ LOCUST_TIMEOUT ?= 300
 LOCUST_OUT := benchmarks/results/locust
 # make reliability: hypothesis examples per fuzzed input (make test runs 100).
 FUZZ_EXAMPLES ?= 1000
+# make reliability: atheris inputs and time limit per coverage-guided target (benchmarks/atheris_campaign.py).
+ATHERIS_RUNS ?= 20000
+ATHERIS_SECONDS ?= 60
 # make soak: minutes of load, and its options (benchmarks/soak.py --help).
 SOAK_MINUTES ?= 3
 SOAK_ARGS ?=
@@ -132,11 +135,13 @@ bench-locust: $(STAMP) ## load-test gRPC Predict and POST /api/predict with locu
 	exit $$status
 
 # The full kill-point matrix (make test runs a sample of it), then RELIABILITY.md from its results.
-reliability: $(STAMP) deps-system ## SIGKILL at every kill point and restart, fuzz every input, count authorization (~11 min); rewrite RELIABILITY.md
+reliability: $(STAMP) deps-system ## SIGKILL at every kill point and restart, fuzz every input (hypothesis, atheris), count authorization (~16 min); rewrite RELIABILITY.md
 	EDGESIM_KILL_MATRIX=all EDGESIM_KILL_RESULTS=benchmarks/results/kill_points.json \
 		EDGESIM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) EDGESIM_FUZZ_RESULTS=benchmarks/results/fuzz.json \
 		EDGESIM_AUTH_RESULTS=benchmarks/results/authorization.json \
 		$(BIN)/python -m pytest -q -p no:cacheprovider -W ignore::UserWarning tests/reliability
+	$(BIN)/python -m benchmarks.atheris_campaign --runs $(ATHERIS_RUNS) --seconds $(ATHERIS_SECONDS) \
+		--results benchmarks/results/atheris.json
 	$(BIN)/python -m benchmarks.reliability_report --write RELIABILITY.md
 
 # Bounded: the load stops after SOAK_MINUTES, every wait has a timeout; RELIABILITY.md is rewritten

@@ -27,6 +27,7 @@ KILL_RESULTS = "kill_points.json"
 FUZZ_RESULTS = "fuzz.json"
 SOAK_RESULTS = "soak.json"
 AUTH_RESULTS = "authorization.json"
+ATHERIS_RESULTS = "atheris.json"
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -65,12 +66,21 @@ def _auth_figure(auth: dict[str, Any] | None) -> str:
     )
 
 
+def _atheris_figure(atheris: dict[str, Any] | None) -> str:
+    if atheris is None:
+        return f"not measured: run `{COMMAND}` on Linux x86_64 (atheris has no other wheels)"
+    crashed = [t["target"] for t in atheris["targets"] if t["crashed"]]
+    per_target = ", ".join(f"{t['target']} {t['runs']}" for t in atheris["targets"])
+    return f"{atheris['runs']}: {per_target}; " + (f"CRASHED: {', '.join(crashed)}" if crashed else "no crash")
+
+
 def render(
     kill: dict[str, Any] | None,
     fuzz: dict[str, Any] | None,
     soak: dict[str, Any] | None,
     auth: dict[str, Any] | None,
     machine: dict[str, Any],
+    atheris: dict[str, Any] | None = None,
 ) -> str:
     covered = set(kill["covered"]) if kill else set()
     per_input = fuzz["per_input"] if fuzz else {}
@@ -97,6 +107,10 @@ def render(
                     f"{fuzz['examples']}: {inputs}" if fuzz else f"not measured: run `{COMMAND}`",
                 ],
                 [
+                    "coverage-guided inputs run (atheris from valid seeds; same properties)",
+                    _atheris_figure(atheris),
+                ],
+                [
                     "generated archives refused (traversal, links out or to links, devices, sizes, corrupt)",
                     f"{per_input.get('archives refused', 0)} of {per_input.get('archives', 0)}, none wrote outside"
                     if fuzz
@@ -114,6 +128,9 @@ def render(
         "every reply and notification the device's jobs client receives, package manifests, archives, uploaded",
         "images (decoder and web API). The agent's Predict (tensors, metadata, shared-memory handles) and",
         "CaptureData requests are fuzzed in tests/agent/test_predict_fuzz.py (360 examples in every `make test`).",
+        "atheris (benchmarks/atheris_campaign.py, tests/reliability/atheris_targets.py) mutates raw bytes of",
+        "archives, images, job documents, manifests and IoT Jobs requests, guided by the branches they reach in",
+        "our code, tarfile, gzip and Pillow's decoders.",
         "",
         "## Kill points",
         "",
@@ -142,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _read(results / SOAK_RESULTS),
         _read(results / AUTH_RESULTS),
         machine_description(),
+        _read(results / ATHERIS_RESULTS),
     )
     Path(args.write).write_text(text)
     print(f"reliability_report: wrote {args.write}")

@@ -31,7 +31,11 @@ class ExtractionLimits:
     max_bytes: int = 2 * 1024**3  # the sum of the members' declared sizes
 
 
-def _check_member(member: tarfile.TarInfo, names: dict[str, tarfile.TarInfo]) -> None:
+def _check_member(member: tarfile.TarInfo, names: dict[str, tarfile.TarInfo], earlier: set[str]) -> None:
+    """Refuse `member` unless it is a plain file, folder or safe link of the package.
+
+    `names` maps every member's normalised path to it; `earlier` holds those before `member`.
+    """
     name = member.name
     path = PurePosixPath(name)
     if not name or path.is_absolute() or name.startswith("/") or "\\" in name:
@@ -46,12 +50,27 @@ def _check_member(member: tarfile.TarInfo, names: dict[str, tarfile.TarInfo]) ->
         key = _normalise(resolved).as_posix()
         if target.is_absolute() or ".." in _normalise(resolved).parts or key not in names:
             raise ArchiveError(f"member {name!r}: link to {member.linkname!r} leaves the package or points nowhere")
+        if member.islnk() and key not in earlier:  # tar links to a file already extracted, never ahead
+            raise ArchiveError(f"member {name!r}: hard link to {member.linkname!r}, which does not come before it")
         # Only to a file (or, for a symlink, a folder) of the package: a link to a link could form a loop.
         pointed = names[key]
         if not (pointed.isfile() or (member.issym() and pointed.isdir())):
             raise ArchiveError(f"member {name!r}: link to {member.linkname!r}, which is not a file of the package")
     elif not (member.isfile() or member.isdir()):
         raise ArchiveError(f"member {name!r}: unsupported member type")
+
+
+def _names(members: list[tarfile.TarInfo]) -> dict[str, tarfile.TarInfo]:
+    """Each member by its normalised path. A path given twice is refused (a folder may repeat): the later
+    member would replace the earlier one on disk, a file by a link for instance, after the checks."""
+    names: dict[str, tarfile.TarInfo] = {}
+    for member in members:
+        key = _normalise(PurePosixPath(member.name)).as_posix()
+        known = names.get(key)
+        if known is not None and not (known.isdir() and member.isdir()):
+            raise ArchiveError(f"member {member.name!r}: the path is in the archive twice")
+        names[key] = member
+    return names
 
 
 def _normalise(path: PurePosixPath) -> PurePosixPath:
@@ -97,14 +116,16 @@ def extract_package(archive: Path, dest: Path, limits: ExtractionLimits | None =
     try:
         with tarfile.open(archive, mode="r:*") as tar:
             members = _members_within(tar, archive.name, limits)
-            names = {_normalise(PurePosixPath(m.name)).as_posix(): m for m in members}
+            names = _names(members)
+            earlier: set[str] = set()
             for member in members:
-                _check_member(member, names)
+                _check_member(member, names, earlier)
+                earlier.add(_normalise(PurePosixPath(member.name)).as_posix())
             staging.mkdir(parents=True)
             # The "data" filter repeats the path checks and drops ownership and unsafe modes.
             tar.extractall(staging, filter="data")
         os.replace(staging, dest)
-    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+    except (tarfile.TarError, EOFError, OSError, ValueError, KeyError) as exc:  # KeyError: tarfile's link lookup
         raise ArchiveError(f"{archive.name}: cannot extract: {exc}") from exc
     finally:
         if staging.exists():

@@ -13,7 +13,7 @@ def test_without_results_every_figure_says_not_measured(tmp_path: Path) -> None:
     out = tmp_path / "RELIABILITY.md"
     assert main(["--results", str(tmp_path), "--write", str(out)]) == 0
     text = out.read_text()
-    assert text.count("not measured: run `make reliability`") == 3  # kill points, fuzzing, authorization
+    assert text.count("not measured: run `make reliability`") == 4  # kill points, both fuzzers, authorization
     assert "not measured: run `make soak`" in text
     assert text.count("| no |") == len(POINTS)
 
@@ -35,3 +35,14 @@ def test_the_fuzz_figures_come_from_the_results(tmp_path: Path) -> None:
     main(["--results", str(tmp_path), "--write", str(out)])
     text = out.read_text()
     assert "| 12: job documents 5, archives 7 |" in text and "| 6 of 7, none wrote outside |" in text
+
+
+def test_the_atheris_figure_comes_from_the_results_and_names_a_crash(tmp_path: Path) -> None:
+    targets = [
+        {"target": "archive", "runs": 20000, "seconds": 40.0, "crashed": False, "crash_files": [], "tail": ""},
+        {"target": "image", "runs": 5000, "seconds": 60.0, "crashed": True, "crash_files": ["c"], "tail": "x"},
+    ]
+    (tmp_path / "atheris.json").write_text(json.dumps({"runs": 25000, "targets": targets}))
+    out = tmp_path / "RELIABILITY.md"
+    main(["--results", str(tmp_path), "--write", str(out)])
+    assert "| 25000: archive 20000, image 5000; CRASHED: image |" in out.read_text()

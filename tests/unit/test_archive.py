@@ -72,6 +72,41 @@ def test_links_inside_the_package_are_allowed(tmp_path: Path) -> None:
     assert (dest / "a" / "alias").read_bytes() == b"data"
 
 
+def test_a_hard_link_follows_its_file(tmp_path: Path) -> None:
+    members = [file_member("real.bin", b"data"), special("hard", tarfile.LNKTYPE, "real.bin")]
+    archive = make_tar(tmp_path / "ok.tar", members, compress=False)
+    assert (extract_package(archive, tmp_path / "out") / "hard").read_bytes() == b"data"
+
+
+@pytest.mark.parametrize(
+    ("members", "reason"),
+    [
+        # Found by make reliability's fuzzing: tarfile looked the target up before the link and raised
+        # KeyError, which escaped as an unknown error instead of a refusal.
+        ([special("model.bin", tarfile.LNKTYPE, "model.bin"), file_member("model.bin")], "twice"),
+        ([special("hard", tarfile.LNKTYPE, "real.bin"), file_member("real.bin")], "does not come before it"),
+        ([file_member("model.bin"), special("model.bin", tarfile.SYMTYPE, "other.bin"), file_member("other.bin")],
+         "twice"),
+    ],
+)  # fmt: skip
+def test_a_path_given_twice_or_a_hard_link_ahead_of_its_file_is_refused(
+    tmp_path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]], reason: str
+) -> None:
+    archive = make_tar(tmp_path / "evil.tar", members, compress=False)
+    with pytest.raises(ArchiveError, match=reason):
+        extract_package(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_may_be_listed_twice(tmp_path: Path) -> None:
+    folder = tarfile.TarInfo("m")
+    folder.type = tarfile.DIRTYPE
+    again = tarfile.TarInfo("m/")
+    again.type = tarfile.DIRTYPE
+    archive = make_tar(tmp_path / "ok.tar", [(folder, None), (again, None), file_member("m/a.bin")], compress=False)
+    assert (extract_package(archive, tmp_path / "out") / "m" / "a.bin").exists()
+
+
 def test_file_count_and_size_caps(tmp_path: Path) -> None:
     many = make_tar(tmp_path / "many.tar.gz", [file_member(f"f{i}") for i in range(6)])
     with pytest.raises(ArchiveError, match="more than the 5 members allowed"):
