@@ -21,7 +21,7 @@ LOCUST_OUT := benchmarks/results/locust
 # make reliability: hypothesis examples per fuzzed input (make test runs 100).
 FUZZ_EXAMPLES ?= 1000
 # make reliability: atheris inputs and time limit per coverage-guided target (benchmarks/atheris_campaign.py).
-ATHERIS_RUNS ?= 20000
+ATHERIS_RUNS ?= 100000
 ATHERIS_SECONDS ?= 60
 # make soak: minutes of load, and its options (benchmarks/soak.py --help).
 SOAK_MINUTES ?= 3
@@ -135,7 +135,7 @@ bench-locust: $(STAMP) ## load-test gRPC Predict and POST /api/predict with locu
 	exit $$status
 
 # The full kill-point matrix (make test runs a sample of it), then RELIABILITY.md from its results.
-reliability: $(STAMP) deps-system ## SIGKILL at every kill point and restart, fuzz every input (hypothesis, atheris), count authorization (~16 min); rewrite RELIABILITY.md
+reliability: $(STAMP) deps-system ## SIGKILL at every kill point and restart, fuzz every input (hypothesis, atheris), count authorization (~15 min); rewrite RELIABILITY.md
 	EDGESIM_KILL_MATRIX=all EDGESIM_KILL_RESULTS=benchmarks/results/kill_points.json \
 		EDGESIM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) EDGESIM_FUZZ_RESULTS=benchmarks/results/fuzz.json \
 		EDGESIM_AUTH_RESULTS=benchmarks/results/authorization.json \

@@ -136,8 +136,10 @@ def render(
         "",
         "After each kill the device restarts and must: end the job as it should (SUCCEEDED, or FAILED for a",
         "package that fails its health check), answer a Predict through the agent, have a models_config.json",
-        "that parses and names exactly what the agent holds, and a journal with no job left in progress",
-        "(`tests/reliability/test_kill_points.py`; `make test` runs a sample, this run all of them).",
+        "that parses and names exactly what the agent holds, a journal with no job left in progress, and no",
+        "temp file of an interrupted atomic write left (`tests/reliability/test_kill_points.py`; `make test`",
+        "runs a sample, this run all of them). The local cloud's broker is Mosquitto with mutual TLS and the",
+        "per-thing ACL, and the device connects with its certificate, as `edgesim cloud up` runs it.",
         "",
         table(
             ["point", "state it leaves", "covered"],
