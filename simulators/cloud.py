@@ -64,7 +64,6 @@ from system.errors import ConfigError, EdgesimError
 from system.ports import Clock, MessageBus
 
 PROFILES = ("fake", "local")
-DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 JOBS_IDENTITY = PRIVILEGED_IDENTITY  # the data plane's MQTT identity (the ACL's privileged one)
 T = TypeVar("T")
 
@@ -126,7 +125,7 @@ class SimulatedCloud:
         broker_folder: Path | None = None,
     ) -> None:
         """`profile` picks moto's mode; `mqtt` (default: the profile) picks the broker on its own:
-        "fake" the in-process SimulatedBroker, "local" a real broker at `mqtt_url`."""
+        "fake" the in-process SimulatedBroker, "local" a real one (its own TLS Mosquitto, or `mqtt_url`)."""
         mqtt = mqtt or profile
         for name, value in (("profile", profile), ("mqtt", mqtt)):
             if value not in PROFILES:
@@ -228,7 +227,7 @@ class SimulatedCloud:
         try:
             self.mosquitto.start()
         except EdgesimError as exc:
-            raise ConfigError(f"{exc} (or give the cloud a broker: mqtt_url / --mqtt-url)") from exc
+            raise ConfigError(f"{exc}; or give the cloud a broker URL of yours (mqtt_url, --mqtt-url)") from exc
         self.tls = material
         self.address = BrokerAddress.parse(self.mosquitto.url)
 
