@@ -134,7 +134,7 @@ bench-locust: $(STAMP) ## load-test gRPC Predict and POST /api/predict with locu
 	$(BIN)/python -m benchmarks.locust_summary $(LOCUST_OUT)_stats.csv; \
 	exit $$status
 
-# The full kill-point matrix (make test runs a sample of it), then RELIABILITY.md from its results.
+# Every kill point (make test runs a sample), fuzzing at full size, then RELIABILITY.md from the results.
 reliability: $(STAMP) deps-system ## SIGKILL at every kill point and restart, fuzz every input (hypothesis, atheris), count authorization (~15 min); rewrite RELIABILITY.md
 	EDGESIM_KILL_MATRIX=all EDGESIM_KILL_RESULTS=benchmarks/results/kill_points.json \
 		EDGESIM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) EDGESIM_FUZZ_RESULTS=benchmarks/results/fuzz.json \

@@ -1,10 +1,11 @@
 """RELIABILITY.md: the figures of issue 9's promises, from what the reliability runs wrote.
 
-It measures nothing itself. `make reliability` first runs tests/reliability with every kill point
-(EDGESIM_KILL_MATRIX=all) and more fuzz examples, which write `benchmarks/results/kill_points.json`
-and `fuzz.json`; this script then writes RELIABILITY.md from them: the command, the machine, how many
-kill points were covered of how many, the fuzz counts, and each point with the state it leaves
-behind. A figure without a result says "not measured" and how to get it, never an older run's number.
+It measures nothing itself. `make reliability` runs tests/reliability with every kill point
+(EDGESIM_KILL_MATRIX=all) and more fuzz examples, then the atheris campaign; `make soak` runs the
+soak. They write `benchmarks/results/` kill_points.json, fuzz.json, authorization.json,
+atheris.json and soak.json; this script writes RELIABILITY.md from them: the command, the machine,
+each figure, and each kill point with the state it leaves behind. A figure without a result says
+"not measured" and how to get it, never an older run's number.
 
     python -m benchmarks.reliability_report [--results DIR] [--write RELIABILITY.md]
 """
@@ -79,8 +80,8 @@ def render(
     fuzz: dict[str, Any] | None,
     soak: dict[str, Any] | None,
     auth: dict[str, Any] | None,
+    atheris: dict[str, Any] | None,
     machine: dict[str, Any],
-    atheris: dict[str, Any] | None = None,
 ) -> str:
     covered = set(kill["covered"]) if kill else set()
     per_input = fuzz["per_input"] if fuzz else {}
@@ -160,8 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _read(results / FUZZ_RESULTS),
         _read(results / SOAK_RESULTS),
         _read(results / AUTH_RESULTS),
-        machine_description(),
         _read(results / ATHERIS_RESULTS),
+        machine_description(),
     )
     Path(args.write).write_text(text)
     print(f"reliability_report: wrote {args.write}")

@@ -61,6 +61,11 @@ def process_sample(pid: int) -> dict[str, int]:
     }
 
 
+def sample(pids: dict[str, int], at: float, **marks: bool) -> dict[str, Any]:
+    """One sample of every process, `at` seconds into the run (`baseline=True`, `final=True` mark one)."""
+    return {"at": round(at, 1), **marks, **{name: process_sample(pid) for name, pid in pids.items()}}
+
+
 def shm_segments() -> int:
     """System V shared-memory segments on this machine (the agent's shared-memory inputs use them)."""
     try:
@@ -162,8 +167,8 @@ def _soak(
     device: DeviceProcess,
     images: Path,
 ) -> dict[str, Any]:
+    assert agent.pid is not None
     pids = {"agent": agent.pid, "device": device.process.pid}
-    assert pids["agent"] is not None
     first = world.wait_job(world.deploy(world.document("img-classification", "1")), timeout=120)
     if first["status"] != "SUCCEEDED":
         raise RuntimeError(f"the first deployment ended {first['status']}")
@@ -184,7 +189,7 @@ def _soak(
     while time.monotonic() < deadline:
         now = time.monotonic()
         if now >= next_sample:
-            samples.append({"at": round(now - started, 1), **{k: process_sample(p) for k, p in pids.items() if p}})
+            samples.append(sample(pids, now - started))
             next_sample += SAMPLE_SECONDS
         if now >= next_disconnect:
             broker.restart()
@@ -196,14 +201,12 @@ def _soak(
             status = world.wait_job(job, timeout=180)["status"]
             upgrades.append({"version": str(version), "status": status, "at": round(time.monotonic() - started, 1)})
             if len(upgrades) == 1:
-                samples.append({"at": round(time.monotonic() - started, 1), "baseline": True,
-                                **{k: process_sample(p) for k, p in pids.items() if p}})  # fmt: skip
+                samples.append(sample(pids, time.monotonic() - started, baseline=True))
             next_upgrade = time.monotonic() + args.upgrade_every
         time.sleep(0.05)
     load.stop.set()
     load.join(60)
-    samples.append({"at": round(time.monotonic() - started, 1), "final": True,
-                    **{k: process_sample(p) for k, p in pids.items() if p}})  # fmt: skip
+    samples.append(sample(pids, time.monotonic() - started, final=True))
     return _verdict(args, load, samples, upgrades, disconnects, shm_before, time.monotonic() - started)
 
 

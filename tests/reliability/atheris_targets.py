@@ -113,21 +113,25 @@ def manifest(data: bytes) -> None:
         assert str(exc)
 
 
-_PLANE: JobsProtocol | None = None
 _OPERATIONS = ("get", "start-next", "j-1/get", "j-1/update", "$next/get", "j-1/unknown")
+
+
+def _plane() -> JobsProtocol:
+    """The data plane's protocol with a thing and a job, so that requests reach its real paths."""
+    model = JobsModel(WallClock(), region="us-east-1", account="123456789012")
+    model.create_thing("press-7")
+    document = {"type": "new_model", "model_name": "m", "model_version": "2",
+                "model_package_bucket": "b", "model_package_key": "k"}  # fmt: skip
+    model.create_job(JobSpec(job_id="j-1", targets=["arn:aws:iot:us-east-1:123456789012:thing/press-7"],
+                             document=document))  # fmt: skip
+    return JobsProtocol(model)
+
+
+_PLANE = _plane()  # this module only ever runs in a fuzzing process of its own
 
 
 def jobs_payload(data: bytes) -> None:
     """The data plane answers any request with a documented code, never InternalError."""
-    global _PLANE
-    if _PLANE is None:
-        model = JobsModel(WallClock(), region="us-east-1", account="123456789012")
-        model.create_thing("press-7")
-        document = {"type": "new_model", "model_name": "m", "model_version": "2",
-                    "model_package_bucket": "b", "model_package_key": "k"}  # fmt: skip
-        model.create_job(JobSpec(job_id="j-1", targets=["arn:aws:iot:us-east-1:123456789012:thing/press-7"],
-                                 document=document))  # fmt: skip
-        _PLANE = JobsProtocol(model)
     if not data:
         return
     operation = _OPERATIONS[data[0] % len(_OPERATIONS)]

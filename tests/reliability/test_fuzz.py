@@ -34,8 +34,11 @@ from system.agent.package import parse_manifest
 from system.clock import WallClock
 from system.edge.archive import ArchiveError, ExtractionLimits, extract_package
 from system.edge.job_document import JobDocumentError, parse_job_document
+from system.edge.jobs_client import IotJobsDeviceClient
+from system.edge.ota_machine import JobOffer
 from system.edge.web.app import create_app
-from system.ports import JobSpec
+from system.errors import JobsError
+from system.ports import JobSpec, Message
 from system.preprocessing import decode_image
 from tests.reliability.reporting import Report, register
 from tests.web_fakes import FakeDeviceView, png_bytes
@@ -136,13 +139,14 @@ class AnsweringBus:
         self.reply_suffix = "accepted"
         self.keep_token = True
 
-    def subscribe(self, topic_filter: str, handler: Any, qos: int = 1) -> Any:
+    def subscribe(self, topic_filter: str, handler: Any, qos: int = 1) -> AnsweringBus:
         self.handlers[topic_filter] = handler
-        return type("Cancel", (), {"cancel": lambda _self: None})()
+        return self  # the Subscription: the client never cancels during a test
+
+    def cancel(self) -> None:
+        pass
 
     def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
-        from system.ports import Message
-
         token = json.loads(payload)["clientToken"]
         body = (
             self.reply
@@ -167,11 +171,6 @@ class AnsweringBus:
 def test_the_device_takes_any_jobs_payload_as_a_result_or_a_jobs_error(
     reply: Any, suffix: str, keep_token: bool, notification: bytes
 ) -> None:
-    from system.edge.jobs_client import IotJobsDeviceClient
-    from system.edge.ota_machine import JobOffer
-    from system.errors import JobsError
-    from system.ports import Message
-
     COUNTS["jobs payloads (device)"] += 1
     bus = AnsweringBus()
     bus.reply, bus.reply_suffix, bus.keep_token = reply, suffix, keep_token

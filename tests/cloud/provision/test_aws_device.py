@@ -12,7 +12,6 @@ import shutil
 import signal
 import time
 import uuid
-import warnings
 from pathlib import Path
 
 from simulators.cloud import SimulatedCloud
@@ -108,12 +107,8 @@ def test_a_device_runs_from_its_provisioned_bundle_on_the_aws_profile(
             models = device.get("/api/models")["models"]
             assert [(m["name"], m["version"]) for m in models] == [("img-classification", "3")]
             assert [(r.thing_name, r.status) for r in credentials_endpoint.requests] == [(plan.thing_name, 200)]
-            # Stopping cleanly is tested on local (tests/edge/test_device_process.py). Here, under a full
-            # suite, the aws device has exited 1 after SIGTERM about once in ten runs, never alone: not
-            # understood yet, so it is reported with the device's last lines rather than failing this test.
-            code = device.stop(signal.SIGTERM)
-            if code != 0:
-                warnings.warn(f"aws device exit {code} after SIGTERM:\n" + "".join(device.output[-40:]), stacklevel=1)
+            # It once exited 1 here now and then: a part failing to close ended the stop (fixed in DeviceApp.stop).
+            assert device.stop(signal.SIGTERM) == 0, "".join(device.output[-40:])
         finally:
             if device.process.poll() is None:
                 device.process.kill()
